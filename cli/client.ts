@@ -1,0 +1,107 @@
+// The CLI's connection to berthd (or any containerd-compatible daemon): one gRPC channel over the
+// unix socket, calls carrying the containerd-namespace header, errors with their daemon message.
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { serviceDefinition } from '../proto/grpc';
+import type { Message } from '../proto/codec';
+
+export const SERVICES = {
+  version: 'containerd.services.version.v1.Version',
+  namespaces: 'containerd.services.namespaces.v1.Namespaces',
+  events: 'containerd.services.events.v1.Events',
+  introspection: 'containerd.services.introspection.v1.Introspection',
+  content: 'containerd.services.content.v1.Content',
+  images: 'containerd.services.images.v1.Images',
+  snapshots: 'containerd.services.snapshots.v1.Snapshots',
+  diff: 'containerd.services.diff.v1.Diff',
+  containers: 'containerd.services.containers.v1.Containers',
+  tasks: 'containerd.services.tasks.v1.Tasks',
+  leases: 'containerd.services.leases.v1.Leases',
+  health: 'grpc.health.v1.Health',
+} as const;
+
+type ServiceKey = keyof typeof SERVICES;
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+    readonly method: string,
+  ) {
+    super(details);
+  }
+}
+
+/** `unix:///abs` for socket paths, anything with a scheme or host:port as given. */
+export function target(address: string): string {
+  if (address.startsWith('unix:') || /^[a-z]+:\/\//.test(address)) return address;
+  if (address.startsWith('/') || address.startsWith('.')) return `unix://${path.resolve(address)}`;
+  return address;
+}
+
+export class Client {
+  private readonly clients = new Map<ServiceKey, grpc.Client & Record<string, Function>>();
+  private readonly channelCredentials: grpc.ChannelCredentials;
+
+  constructor(
+    readonly address: string,
+    readonly namespace: string,
+    credentials?: grpc.ChannelCredentials,
+    private readonly timeoutMs?: number,
+  ) {
+    this.channelCredentials = credentials ?? grpc.credentials.createInsecure();
+  }
+
+  private metadata(extra?: Record<string, string>): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.namespace) md.set('containerd-namespace', this.namespace);
+    for (const [k, v] of Object.entries(extra ?? {})) md.set(k, v);
+    return md;
+  }
+
+  private client(service: ServiceKey) {
+    let c = this.clients.get(service);
+    if (!c) {
+      const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(SERVICES[service]), SERVICES[service]);
+      const first = this.clients.values().next().value;
+      // All services share one channel (one connection), like ctr.
+      const options = first ? { channelOverride: first.getChannel() } : {};
+      c = new Ctor(target(this.address), this.channelCredentials, options) as unknown as grpc.Client & Record<string, Function>;
+      this.clients.set(service, c);
+    }
+    return c;
+  }
+
+  private callOptions(): grpc.CallOptions {
+    return this.timeoutMs ? { deadline: Date.now() + this.timeoutMs } : {};
+  }
+
+  unary(service: ServiceKey, method: string, request: Message = {}): Promise<Message> {
+    const c = this.client(service);
+    return new Promise((resolve, reject) => {
+      c[method](request, this.metadata(), this.callOptions(), (err: grpc.ServiceError | null, res: Message) => {
+        if (err) reject(new ApiError(err.code, err.details, `${SERVICES[service]}/${method}`));
+        else resolve(res);
+      });
+    });
+  }
+
+  /** A server stream as an async iterator; cancelling it (break/return) cancels the call. */
+  async *stream(service: ServiceKey, method: string, request: Message = {}): AsyncIterable<Message> {
+    const call = this.client(service)[method](request, this.metadata()) as grpc.ClientReadableStream<Message>;
+    try {
+      for await (const message of call) yield message as Message;
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      if (typeof e.code === 'number') throw new ApiError(e.code, e.details, `${SERVICES[service]}/${method}`);
+      throw err;
+    } finally {
+      call.cancel();
+    }
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

@@ -1,0 +1,30 @@
+// Aligned columns for human output (like Go's tabwriter with the padding ctr uses).
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : (c ?? '').padEnd(widths[i] + 3)))
+      .join('')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** "k=v,k2=v2" in key order, as ctr prints labels. */
+export function formatLabels(labels: Record<string, string> | undefined): string {
+  return Object.keys(labels ?? {})
+    .sort()
+    .map((k) => `${k}=${labels![k]}`)
+    .join(',');
+}
+
+/** Parses "k=v" arguments into a label map; "k=" (or "k") means an empty value. */
+export function parseLabelArgs(args: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const arg of args) {
+    const i = arg.indexOf('=');
+    if (i === 0) throw new Error(`invalid label ${JSON.stringify(arg)}: empty key`);
+    if (i < 0) out[arg] = '';
+    else out[arg.slice(0, i)] = arg.slice(i + 1);
+  }
+  return out;
+}
