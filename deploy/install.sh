@@ -11,7 +11,7 @@ prefix=${PREFIX:-/opt/berth}
 command -v node >/dev/null || { echo "install.sh: Node.js 20 or newer is required" >&2; exit 1; }
 
 cd "$src"
-npm ci --no-audit --no-fund --loglevel=error
+npm install --no-audit --no-fund --loglevel=error
 npm run --silent build
 
 if [ "$src" != "$prefix" ]; then
@@ -19,7 +19,7 @@ if [ "$src" != "$prefix" ]; then
   # The runtime tree only: compiled code, wire definitions, production dependencies.
   rm -rf "$prefix/dist" "$prefix/proto"
   cp -a dist proto bin package.json package-lock.json README.md "$prefix/"
-  (cd "$prefix" && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+  (cd "$prefix" && npm install --omit=dev --no-audit --no-fund --loglevel=error)
 fi
 ln -sf "$prefix/bin/berthd" /usr/local/bin/berthd
 ln -sf "$prefix/bin/berth" /usr/local/bin/berth
