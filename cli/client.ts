@@ -77,18 +77,12 @@ export class Client {
   }
 
   unary(service: ServiceKey, method: string, request: Message = {}): Promise<Message> {
-    const c = this.client(service);
-    return new Promise((resolve, reject) => {
-      c[method](request, this.metadata(), this.callOptions(), (err: grpc.ServiceError | null, res: Message) => {
-        if (err) reject(new ApiError(err.code, err.details, `${SERVICES[service]}/${method}`));
-        else resolve(res);
-      });
-    });
+    return this.unaryWith(service, method, request, {});
   }
 
   /** A server stream as an async iterator; cancelling it (break/return) cancels the call. */
-  async *stream(service: ServiceKey, method: string, request: Message = {}): AsyncIterable<Message> {
-    const call = this.client(service)[method](request, this.metadata()) as grpc.ClientReadableStream<Message>;
+  async *stream(service: ServiceKey, method: string, request: Message = {}, headers?: Record<string, string>): AsyncIterable<Message> {
+    const call = this.client(service)[method](request, this.metadata(headers)) as grpc.ClientReadableStream<Message>;
     try {
       for await (const message of call) yield message as Message;
     } catch (err) {
@@ -98,6 +92,43 @@ export class Client {
     } finally {
       call.cancel();
     }
+  }
+
+  /** A bidirectional call: write requests, iterate replies; errors come out of the iterator. */
+  duplex(service: ServiceKey, method: string, extraHeaders?: Record<string, string>) {
+    const call = this.client(service)[method](this.metadata(extraHeaders)) as grpc.ClientDuplexStream<Message, Message>;
+    const name = `${SERVICES[service]}/${method}`;
+    async function* replies(): AsyncIterable<Message> {
+      try {
+        for await (const message of call) yield message as Message;
+      } catch (err) {
+        const e = err as grpc.ServiceError;
+        if (typeof e.code === 'number') throw new ApiError(e.code, e.details, name);
+        throw err;
+      }
+    }
+    return {
+      /** Resolves once the transport accepted the message (back-pressure). */
+      write: (message: Message) =>
+        new Promise<void>((resolve) => {
+          if (call.write(message)) resolve();
+          else call.once('drain', resolve);
+        }),
+      end: () => call.end(),
+      cancel: () => call.cancel(),
+      replies: replies(),
+    };
+  }
+
+  /** Unary call with extra headers (e.g. containerd-lease). */
+  unaryWith(service: ServiceKey, method: string, request: Message, headers: Record<string, string>): Promise<Message> {
+    const c = this.client(service);
+    return new Promise((resolve, reject) => {
+      c[method](request, this.metadata(headers), this.callOptions(), (err: grpc.ServiceError | null, res: Message) => {
+        if (err) reject(new ApiError(err.code, err.details, `${SERVICES[service]}/${method}`));
+        else resolve(res);
+      });
+    });
   }
 
   close(): void {

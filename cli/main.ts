@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander';
 import { ApiError, Client } from './client';
 import type { Context } from './context';
+import * as content from './commands/content';
 import * as events from './commands/events';
+import * as leases from './commands/leases';
 import * as namespaces from './commands/namespaces';
 import * as plugins from './commands/plugins';
 import * as version from './commands/version';
@@ -37,7 +39,7 @@ export function buildProgram(): { program: Command; dispose: () => void } {
     };
     return ctx;
   };
-  for (const mod of [version, namespaces, events, plugins]) mod.register(program, context);
+  for (const mod of [version, namespaces, events, plugins, content, leases]) mod.register(program, context);
   return { program, dispose: () => ctx?.client.close() };
 }
 

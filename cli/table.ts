@@ -28,3 +28,34 @@ export function parseLabelArgs(args: string[]): Record<string, string> {
   }
   return out;
 }
+
+/** Bytes in the units ctr prints (B, KiB, MiB, …), one decimal above bytes. */
+export function formatSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** "3 seconds", "5 minutes", … since a timestamp. */
+export function formatAge(ts: { seconds: number; nanos: number } | undefined, now = Date.now()): string {
+  if (!ts || ts.seconds < 0) return '-';
+  const s = Math.max(0, Math.floor((now - ts.seconds * 1000) / 1000));
+  const steps: Array<[number, string]> = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+    [1, 'second'],
+  ];
+  for (const [n, unit] of steps) {
+    if (s >= n) {
+      const k = Math.floor(s / n);
+      return `${k} ${unit}${k === 1 ? '' : 's'}`;
+    }
+  }
+  return 'less than a second';
+}

@@ -5,7 +5,10 @@ import { Exchange } from '../events/exchange';
 import { eventsService } from '../events/service';
 import { healthService } from '../health/service';
 import { introspectionService, serverUUID } from '../introspection/service';
-import { MetadataDB } from '../metadata/db';
+import { Metadata } from '../metadata';
+import { ContentStore } from '../../content-store';
+import { contentService } from '../content/service';
+import { leasesService } from '../leases/service';
 import { namespacesService } from '../namespaces/service';
 import { versionService } from '../version/service';
 import { PluginType, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
@@ -18,13 +21,21 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       init: async () => new Exchange(),
     },
     {
+      type: PluginType.Content,
+      id: 'content',
+      init: async (ctx) => {
+        ctx.exports.root = ctx.root;
+        // Stale ingests (not written to for a day) are removed hourly.
+        return new ContentStore(ctx.root, { expireInterval: 60 * 60 * 1000, log: ctx.log });
+      },
+    },
+    {
       type: PluginType.Metadata,
       id: 'level',
-      requires: [PluginType.Event],
+      requires: [PluginType.Content, PluginType.Event],
       init: async (ctx) => {
-        const dir = path.join(ctx.root, 'db');
-        ctx.exports.root = dir;
-        return MetadataDB.open(dir);
+        ctx.exports.root = path.join(ctx.root, 'db');
+        return Metadata.open(ctx.root, ctx.get<ContentStore>(PluginType.Content), ctx.log);
       },
     },
     {
@@ -48,7 +59,23 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       id: 'namespaces',
       requires: [PluginType.Metadata, PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({
-        services: [namespacesService(ctx.get<MetadataDB>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+        services: [namespacesService(ctx.get<Metadata>(PluginType.Metadata).db, ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'content',
+      requires: [PluginType.Metadata, PluginType.Event],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [contentService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'leases',
+      requires: [PluginType.Metadata],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [leasesService(ctx.get<Metadata>(PluginType.Metadata))],
       }),
     },
     {

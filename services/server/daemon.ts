@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { allServiceNames, serviceType } from '../../proto';
 import { BerthError } from '../errdefs';
 import type { Exchange } from '../events/exchange';
-import type { MetadataDB } from '../metadata/db';
+import type { Metadata } from '../metadata';
+import type { ContentStore } from '../../content-store';
 import { builtinPlugins } from './builtins';
 import type { Config } from './config';
 import { grpcImplementation, serviceDefinition } from './grpc';
@@ -161,7 +162,8 @@ export class Daemon {
         });
       });
     }
-    for (const db of this.plugins.getAll<MetadataDB>(PluginType.Metadata).values()) await db.close();
+    for (const metadata of this.plugins.getAll<Metadata>(PluginType.Metadata).values()) await metadata.close();
+    for (const store of this.plugins.getAll<ContentStore>(PluginType.Content).values()) store.close();
     if (server) {
       try {
         fs.unlinkSync(this.address);

@@ -71,7 +71,9 @@ function sender(call: grpc.ServerWritableStream<Message, Message> | grpc.ServerD
 
 /** Requests of a bidirectional call as an async iterator (grpc-js streams are Node Readables). */
 async function* requests(call: grpc.ServerDuplexStream<Message, Message>): AsyncIterable<Message> {
-  for await (const message of call) yield message as Message;
+  // Not the default iterator: it destroys the stream when reading ends, and a destroyed call
+  // never sends its status, so the client would wait for ever after a half-close.
+  for await (const message of call.iterator({ destroyOnReturn: false })) yield message as Message;
 }
 
 const noSend = async () => {

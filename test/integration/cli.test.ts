@@ -1,5 +1,6 @@
 // The berth CLI as an operator runs it (the compiled binary), against a real berthd.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import { promisify } from 'node:util';
 import { BERTH, cleanup, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 
@@ -95,5 +96,33 @@ describe('berth CLI', () => {
         proc.kill('SIGTERM');
       }
     }
+  });
+
+  test('content ingest (with labels), ls, get, label, active, rm, prune; leases create, ls, rm', async () => {
+    const data = crypto.randomBytes(2_500_000);
+    const digest = `sha256:${crypto.createHash('sha256').update(data).digest('hex')}`;
+    const ingest = spawnSync(process.execPath, [BERTH, '--address', daemon.address, 'content', 'ingest', '--expected-digest', digest, '--label', 'a=b', '--label', 'c=d', 'cli-ref'], { input: data });
+    expect(ingest.stderr.toString()).toBe('');
+    expect(ingest.status).toBe(0);
+    const ls = (await berth('content', 'ls')).stdout;
+    expect(ls).toMatch(new RegExp(`${digest}\\s+2\\.4 MiB\\s+.+\\s+a=b,c=d`));
+    const got = spawnSync(process.execPath, [BERTH, '--address', daemon.address, 'content', 'get', digest], { maxBuffer: 16 << 20 });
+    expect(got.stdout.equals(data)).toBe(true);
+    expect((await berth('content', 'label', digest, 'a=', 'e=f')).stdout.trim()).toBe('c=d,e=f');
+    expect((await berth('content', 'active')).stdout.trim()).toBe('REF   SIZE   AGE');
+    // Unreferenced content is what prune collects; a gc.root label protects it.
+    await berth('content', 'label', digest, 'containerd.io/gc.root=yes');
+    await berth('content', 'prune');
+    expect((await berth('content', 'ls', '-q')).stdout.trim()).toBe(digest);
+    await berth('content', 'label', digest, 'containerd.io/gc.root=');
+    await berth('content', 'prune');
+    expect((await berth('content', 'ls', '-q')).stdout.trim()).toBe('');
+
+    expect((await berth('leases', 'create', '--id', 'cli-lease', '--expires', '1h', 'k=v')).stdout).toBe('cli-lease\n');
+    const leases = (await berth('leases', 'ls')).stdout;
+    expect(leases).toMatch(/^ID\s+CREATED AT\s+LABELS/);
+    expect(leases).toMatch(/cli-lease\s+\S+\s+containerd\.io\/gc\.expire=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,k=v/);
+    expect((await berth('leases', 'rm', '--sync', 'cli-lease')).stdout).toBe('cli-lease\n');
+    expect((await berth('leases', 'ls', '-q')).stdout).toBe('');
   });
 });

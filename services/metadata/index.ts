@@ -1,0 +1,40 @@
+// The metadata layer of a berthd root: one database, and the namespaced stores built on it.
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import type { ContentStore } from '../../content-store';
+import { MetadataContent } from './content';
+import { MetadataDB } from './db';
+import { GarbageCollector } from './gc';
+import { LeaseStore } from './leases';
+import { NamespaceStore } from './namespaces';
+
+export class Metadata {
+  readonly namespaces: NamespaceStore;
+  readonly leases: LeaseStore;
+  readonly content: MetadataContent;
+  readonly gc: GarbageCollector;
+
+  private constructor(
+    readonly db: MetadataDB,
+    contentStore: ContentStore,
+    log: Logger,
+  ) {
+    this.namespaces = new NamespaceStore(db);
+    this.leases = new LeaseStore(db);
+    this.content = new MetadataContent(db, contentStore, this.leases);
+    this.gc = new GarbageCollector(db, this.content, this.leases, log);
+  }
+
+  /** Opens the database in `<root>/db` and arms collection for the next lease expiry. */
+  static async open(root: string, contentStore: ContentStore, log: Logger): Promise<Metadata> {
+    const db = await MetadataDB.open(path.join(root, 'db'));
+    const m = new Metadata(db, contentStore, log);
+    await m.gc.armFromLeases();
+    return m;
+  }
+
+  async close(): Promise<void> {
+    this.gc.close();
+    await this.db.close();
+  }
+}
