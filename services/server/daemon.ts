@@ -40,6 +40,33 @@ function notYetImplemented(name: string): ServiceImplementation {
   return { name, handlers };
 }
 
+/** HTTP/2 flow-control windows: Node's default 64 KiB window makes a 1 MiB message wait for
+ * sixteen window updates; clients stream layers in 1 MiB messages. */
+const STREAM_WINDOW = 8 << 20;
+const SESSION_WINDOW = 32 << 20;
+
+/** grpc-js exposes no server option for the initial stream window; its http2 settings are set
+ * through the field it builds its http2 servers from (left alone if the field is absent). */
+function widenFlowControl(server: grpc.Server): void {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
+  if (!internals.commonServerOptions) return;
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: STREAM_WINDOW };
+}
+
+/** The connection-level window can only grow after a session starts. */
+function widenSessionWindows(server: grpc.Server): void {
+  const internals = server as unknown as { http2Servers?: Map<import('node:events').EventEmitter, unknown> };
+  for (const http2Server of internals.http2Servers?.keys() ?? []) {
+    http2Server.on('session', (session: import('node:http2').Http2Session) => {
+      try {
+        session.setLocalWindowSize(SESSION_WINDOW);
+      } catch {
+        // a session closed before it was set up
+      }
+    });
+  }
+}
+
 export class Daemon {
   readonly plugins = new PluginSet();
   private server: grpc.Server | undefined;
@@ -86,6 +113,7 @@ export class Daemon {
       'grpc.max_receive_message_length': config.grpc.max_recv_message_size,
       'grpc.max_send_message_length': config.grpc.max_send_message_size,
     });
+    widenFlowControl(server);
     this.server = server;
     const served = new Set<string>();
     const register = (impl: ServiceImplementation) => {
@@ -103,6 +131,7 @@ export class Daemon {
 
     await this.bindUnix(server);
     if (config.grpc.tcp_address) await this.bindTcp(server);
+    widenSessionWindows(server);
     log.info({ address: this.address, tcp: config.grpc.tcp_address || undefined }, 'berthd serving');
   }
 
