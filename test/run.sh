@@ -10,6 +10,11 @@ command -v ctr >/dev/null 2>&1 || need+=(containerd)                # ctr: the r
 [ -d /usr/share/gocode/src/github.com/containerd/containerd/api ] || need+=(golang-github-containerd-containerd-dev)  # reference protos
 [ -d /usr/share/gocode/src/github.com/containerd/cgroups ] || need+=(golang-github-containerd-cgroups-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)               # certificates for the mutual-TLS test
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)  # the real registry of the pull/push tests
+[ -x /bin/busybox ] || need+=(busybox-static)                          # test images are built from it
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v runc >/dev/null 2>&1 || need+=(runc)                        # containerd's runc shim, a peer in runtime tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   apt-get update -qq

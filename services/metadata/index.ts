@@ -5,12 +5,14 @@ import type { ContentStore } from '../../content-store';
 import { MetadataContent } from './content';
 import { MetadataDB } from './db';
 import { GarbageCollector } from './gc';
+import { ImageStore } from './images';
 import { LeaseStore } from './leases';
 import { NamespaceStore } from './namespaces';
 
 export class Metadata {
   readonly namespaces: NamespaceStore;
   readonly leases: LeaseStore;
+  readonly images: ImageStore;
   readonly content: MetadataContent;
   readonly gc: GarbageCollector;
 
@@ -21,6 +23,7 @@ export class Metadata {
   ) {
     this.namespaces = new NamespaceStore(db);
     this.leases = new LeaseStore(db);
+    this.images = new ImageStore(db);
     this.content = new MetadataContent(db, contentStore, this.leases);
     this.gc = new GarbageCollector(db, this.content, this.leases, log);
   }

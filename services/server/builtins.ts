@@ -9,6 +9,7 @@ import { Metadata } from '../metadata';
 import { ContentStore } from '../../content-store';
 import { contentService } from '../content/service';
 import { leasesService } from '../leases/service';
+import { imagesService } from '../images/service';
 import { namespacesService } from '../namespaces/service';
 import { versionService } from '../version/service';
 import { PluginType, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
@@ -68,6 +69,14 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       requires: [PluginType.Metadata, PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({
         services: [contentService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'images',
+      requires: [PluginType.Metadata, PluginType.Event],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [imagesService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
       }),
     },
     {
