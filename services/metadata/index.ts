@@ -5,6 +5,7 @@ import type { ContentStore } from '../../content-store';
 import { MetadataContent } from './content';
 import { MetadataDB } from './db';
 import { GarbageCollector } from './gc';
+import { ContainerStore } from './containers';
 import { ImageStore } from './images';
 import { LeaseStore } from './leases';
 import { NamespaceStore } from './namespaces';
@@ -13,6 +14,7 @@ export class Metadata {
   readonly namespaces: NamespaceStore;
   readonly leases: LeaseStore;
   readonly images: ImageStore;
+  readonly containers: ContainerStore;
   readonly content: MetadataContent;
   readonly gc: GarbageCollector;
 
@@ -24,6 +26,7 @@ export class Metadata {
     this.namespaces = new NamespaceStore(db);
     this.leases = new LeaseStore(db);
     this.images = new ImageStore(db);
+    this.containers = new ContainerStore(db);
     this.content = new MetadataContent(db, contentStore, this.leases);
     this.gc = new GarbageCollector(db, this.content, this.leases, log);
   }

@@ -10,6 +10,7 @@ import { ContentStore } from '../../content-store';
 import { contentService } from '../content/service';
 import { leasesService } from '../leases/service';
 import { imagesService } from '../images/service';
+import { containersService } from '../containers/service';
 import { namespacesService } from '../namespaces/service';
 import { versionService } from '../version/service';
 import { PluginType, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
@@ -77,6 +78,14 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       requires: [PluginType.Metadata, PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({
         services: [imagesService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'containers',
+      requires: [PluginType.Metadata, PluginType.Event],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [containersService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
       }),
     },
     {

@@ -162,9 +162,9 @@ describe('berthd', () => {
     });
 
     test('services not implemented yet answer Unimplemented, naming the method', async () => {
-      const r = await code(client.unary('containers', 'Get', { id: 'x' }));
+      const r = await code(client.unary('tasks', 'Get', { container_id: 'x' }));
       expect(r.code).toBe(GrpcCode.Unimplemented);
-      expect(r.details).toMatch(/containerd\.services\.containers\.v1\.Containers\/Get is not implemented/);
+      expect(r.details).toMatch(/containerd\.services\.tasks\.v1\.Tasks\/Get is not implemented/);
     });
   });
 
