@@ -1,36 +1,19 @@
 // Builds a small single-layer image (busybox) straight into a daemon's content store and image
 // records, without a registry: for tests of the image commands that do not pull.
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar';
 import type { Client } from '../../cli/client';
+import { putBlob, sha256 } from './calls';
 import { tempDir } from './daemon';
 
-const sha256 = (b: Buffer) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
 export interface LocalImage {
   name: string;
   manifest: { digest: string; size: number };
   config: { digest: string; size: number };
   layer: { digest: string; size: number; diffID: string };
-}
-
-async function writeBlob(client: Client, data: Buffer, labels: Record<string, string>, headers: Record<string, string>): Promise<void> {
-  const call = client.duplex('content', 'Write', headers);
-  const done = (async () => {
-    for await (const _ of call.replies) {
-      // replies
-    }
-  })();
-  await call.write({ action: 'STAT', ref: `local-${sha256(data)}`, total: data.length, expected: sha256(data) });
-  await call.write({ action: 'WRITE', offset: 0, data });
-  await call.write({ action: 'COMMIT', offset: data.length, total: data.length, expected: sha256(data), labels });
-  call.end();
-  await done.catch((err) => {
-    if (err?.code !== 6) throw err; // already there
-  });
 }
 
 /** A busybox rootfs layer as gzip tar bytes, and its uncompressed digest. */
@@ -71,9 +54,9 @@ export async function createLocalImage(client: Client, name: string): Promise<Lo
   await client.unary('leases', 'Create', { id: lease });
   const headers = { 'containerd-lease': lease };
   try {
-    await writeBlob(client, gz, { 'containerd.io/uncompressed': diffID }, headers);
-    await writeBlob(client, config, {}, headers);
-    await writeBlob(client, manifest, { 'containerd.io/gc.ref.content.l.0': sha256(gz), 'containerd.io/gc.ref.content.config': sha256(config) }, headers);
+    await putBlob(client, 'layer', gz, { 'containerd.io/uncompressed': diffID }, headers);
+    await putBlob(client, 'config', config, {}, headers);
+    await putBlob(client, 'manifest', manifest, { 'containerd.io/gc.ref.content.l.0': sha256(gz), 'containerd.io/gc.ref.content.config': sha256(config) }, headers);
     await client.unary('images', 'Create', {
       image: { name, target: { media_type: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length } },
     });

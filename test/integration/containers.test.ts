@@ -1,6 +1,7 @@
 // The Containers service over the wire: records with the OCI spec as an Any (JSON inside, ctr's
 // type URL), runtime, snapshot, labels and extensions; update rules; filters; events.
-import { ApiError, type Client } from '../../cli/client';
+import type { Client } from '../../cli/client';
+import { failure } from '../helpers/calls';
 import { fromAny } from '../../proto/codec';
 import { GrpcCode } from '../../services/errdefs';
 import { cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
@@ -10,15 +11,6 @@ const spec = (args: string[]) => ({ type_url: SPEC_URL, value: Buffer.from(JSON.
 const runcOptions = { type_url: 'containerd.runc.v1.Options', value: Buffer.alloc(0) };
 const ZERO = { seconds: -62135596800, nanos: 0 };
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return { code: err.code, details: err.details };
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('containers service', () => {
   let daemon: TestDaemon;

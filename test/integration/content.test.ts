@@ -3,49 +3,13 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ApiError, type Client } from '../../cli/client';
+import type { Client } from '../../cli/client';
+import { failure, putBlob as put, sha256, writeSession } from '../helpers/calls';
 import { fromAny } from '../../proto/codec';
 import { GrpcCode } from '../../services/errdefs';
 import { cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
 
-const sha256 = (b: Buffer | string) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return { code: err.code, details: err.details };
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
-
-/** Runs a whole Write session: the given messages in order, collecting every reply. */
-async function writeSession(client: Client, messages: any[], headers?: Record<string, string>): Promise<any[]> {
-  const call = client.duplex('content', 'Write', headers);
-  const replies: any[] = [];
-  const reading = (async () => {
-    for await (const r of call.replies) replies.push(r);
-  })();
-  for (const m of messages) await call.write(m);
-  call.end();
-  await reading;
-  return replies;
-}
-
-async function put(client: Client, ref: string, data: Buffer | string, labels: Record<string, string> = {}, headers?: Record<string, string>) {
-  const buf = Buffer.from(data);
-  await writeSession(
-    client,
-    [
-      { action: 'STAT', ref, total: buf.length, expected: sha256(buf) },
-      { action: 'WRITE', offset: 0, data: buf },
-      { action: 'COMMIT', offset: buf.length, total: buf.length, expected: sha256(buf), labels },
-    ],
-    headers,
-  );
-  return sha256(buf);
-}
 
 async function readAll(client: Client, digest: string, offset = 0, size = 0): Promise<Buffer> {
   const parts: Buffer[] = [];

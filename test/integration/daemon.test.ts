@@ -3,20 +3,12 @@
 import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
 import * as path from 'node:path';
-import { ApiError, type Client } from '../../cli/client';
+import type { Client } from '../../cli/client';
+import { failure as code } from '../helpers/calls';
 import { formatTimestamp, fromAny, toAny } from '../../proto/codec';
 import { GrpcCode } from '../../services/errdefs';
 import { cleanup, startDaemon, TestDaemon, tempDir, waitFor, sleep } from '../helpers/daemon';
 
-async function code(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return { code: err.code, details: err.details };
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** A raw gRPC call over HTTP/2, to send what no well-behaved client would. */
 function rawCall(address: string, pathName: string, body: Buffer, headers: Record<string, string> = {}) {

@@ -1,38 +1,13 @@
 // The Images service over the wire: records, field-path updates, filters, events, and images as
 // garbage-collection roots (a synchronous delete releases what only the image kept).
-import * as crypto from 'node:crypto';
-import { ApiError, type Client } from '../../cli/client';
+import type { Client } from '../../cli/client';
+import { failure, putBlob, sha256 } from '../helpers/calls';
 import { fromAny } from '../../proto/codec';
 import { GrpcCode } from '../../services/errdefs';
 import { cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
 
-const sha256 = (b: Buffer | string) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-async function failure(p: Promise<unknown>): Promise<{ code: number; details: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof ApiError) return { code: err.code, details: err.details };
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
-
-async function put(client: Client, data: string, labels: Record<string, string> = {}, headers?: Record<string, string>): Promise<string> {
-  const buf = Buffer.from(data);
-  const call = client.duplex('content', 'Write', headers);
-  const done = (async () => {
-    for await (const _ of call.replies) {
-      // replies
-    }
-  })();
-  await call.write({ action: 'WRITE', ref: `ref-${sha256(buf)}`, data: buf });
-  await call.write({ action: 'COMMIT', offset: buf.length, expected: sha256(buf), labels });
-  call.end();
-  await done;
-  return sha256(buf);
-}
 
 describe('images service', () => {
   let daemon: TestDaemon;
@@ -129,9 +104,9 @@ describe('images service', () => {
   test('an image keeps its manifest and what the manifest references; a synchronous delete releases them', async () => {
     await client.unary('leases', 'Create', { id: 'pull' });
     const lease = { 'containerd-lease': 'pull' };
-    const layer = await put(client, 'layer', {}, lease);
-    const config = await put(client, '{"config":{}}', {}, lease);
-    const manifest = await put(client, 'manifest', { 'containerd.io/gc.ref.content.l.0': layer, 'containerd.io/gc.ref.content.config': config }, lease);
+    const layer = await putBlob(client, 'l', 'layer', {}, lease);
+    const config = await putBlob(client, 'c', '{"config":{}}', {}, lease);
+    const manifest = await putBlob(client, 'm', 'manifest', { 'containerd.io/gc.ref.content.l.0': layer, 'containerd.io/gc.ref.content.config': config }, lease);
     await client.unary('images', 'Create', { image: { name: 'gc/img:1', target: target(manifest, 8) } });
     await client.unary('leases', 'Delete', { id: 'pull', sync: true });
     for (const d of [layer, config, manifest]) expect((await client.unary('content', 'Info', { digest: d })).info.digest).toBe(d);
