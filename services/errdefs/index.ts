@@ -72,9 +72,10 @@ export class BerthError extends Error {
    * @param message what went wrong, without the kind suffix; the suffix is added here
    *   unless the message already ends with it.
    */
-  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown }) {
+  constructor(kind: ErrorKind, message: string, options?: { cause?: unknown; verbatim?: boolean }) {
     const suffix = `: ${KINDS[kind].text}`;
-    super(message.endsWith(suffix) ? message : message + suffix, options);
+    // `verbatim`: the few messages containerd sends without the suffix ("task x not found").
+    super(options?.verbatim || message.endsWith(suffix) ? message : message + suffix, options);
     this.kind = kind;
     this.name = 'BerthError';
   }

@@ -11,6 +11,9 @@ import { contentService } from '../content/service';
 import { leasesService } from '../leases/service';
 import { imagesService } from '../images/service';
 import { containersService } from '../containers/service';
+import { tasksService } from '../tasks/service';
+import { TaskManager } from '../../runtime/manager/manager';
+import { TASK_DIR } from '../../runtime/manager/bundle';
 import { namespacesService } from '../namespaces/service';
 import { versionService } from '../version/service';
 import { PluginType, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
@@ -86,6 +89,35 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       requires: [PluginType.Metadata, PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({
         services: [containersService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.Runtime,
+      id: 'task',
+      requires: [PluginType.Event],
+      platforms: [{ os: 'linux', architecture: process.arch === 'x64' ? 'amd64' : process.arch }],
+      init: async (ctx) => {
+        const manager = new TaskManager({
+          stateRoot: path.join(ctx.config.state, TASK_DIR),
+          workRoot: path.join(ctx.config.root, TASK_DIR),
+          grpcAddress: path.resolve(ctx.config.grpc.address),
+          events: ctx.get<Exchange>(PluginType.Event),
+          log: ctx.log,
+          // berth's own shims are found beside berthd before $PATH.
+          searchPath: [path.resolve(__dirname, '..', '..', '..', 'bin')],
+        });
+        await manager.start();
+        ctx.exports.root = path.join(ctx.config.root, TASK_DIR);
+        ctx.exports.state = path.join(ctx.config.state, TASK_DIR);
+        return manager;
+      },
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'tasks',
+      requires: [PluginType.Metadata, PluginType.Runtime],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [tasksService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<TaskManager>(PluginType.Runtime))],
       }),
     },
     {

@@ -8,6 +8,7 @@ import { allServiceNames, serviceType } from '../../proto';
 import { BerthError } from '../errdefs';
 import type { Exchange } from '../events/exchange';
 import type { Metadata } from '../metadata';
+import type { TaskManager } from '../../runtime/manager/manager';
 import type { ContentStore } from '../../content-store';
 import { builtinPlugins } from './builtins';
 import type { Config } from './config';
@@ -191,6 +192,7 @@ export class Daemon {
         });
       });
     }
+    for (const manager of this.plugins.getAll<TaskManager>(PluginType.Runtime).values()) await manager.close();
     for (const metadata of this.plugins.getAll<Metadata>(PluginType.Metadata).values()) await metadata.close();
     for (const store of this.plugins.getAll<ContentStore>(PluginType.Content).values()) store.close();
     if (server) {

@@ -153,10 +153,10 @@ describe('berthd', () => {
       }
     });
 
-    test('services not implemented yet answer Unimplemented, naming the method', async () => {
-      const r = await code(client.unary('tasks', 'Get', { container_id: 'x' }));
+    test('what berthd does not implement answers Unimplemented with a clear message', async () => {
+      const r = await code(client.unary('tasks', 'Checkpoint', { container_id: 'x' }));
       expect(r.code).toBe(GrpcCode.Unimplemented);
-      expect(r.details).toMatch(/containerd\.services\.tasks\.v1\.Tasks\/Get is not implemented/);
+      expect(r.details).toMatch(/checkpointing is not supported by berthd/);
     });
   });
 
