@@ -142,9 +142,9 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     const watcher = daemon.client();
     const events: any[] = [];
     const reading = (async () => {
-      for await (const e of watcher.stream('events', 'Subscribe', { filters: ['topic~=|^/tasks/(exit\\|delete)$|'] })) {
+      for await (const e of watcher.stream('events', 'Subscribe', { filters: ['topic~=|^/tasks/|,event.container_id==k1'] })) {
         events.push(e);
-        if (events.length === 2) break;
+        if (e.topic === '/tasks/delete') break;
       }
     })();
     await sleep(100);

@@ -366,7 +366,8 @@ describeShim('ttrpc interop with containerd-shim-runc-v2 (Go ttrpc 1.1)', () => 
     expect(forwarded[2].event).toMatchObject({ container_id: id, id, pid: created.pid, exit_status: 3 });
 
     const closed = new Promise((r) => client.once('close', r));
-    await task.Shutdown({ id, now: true }, { timeoutMs: 3000 });
+    // The shim may exit before its reply leaves (containerd ignores Shutdown's error too).
+    await task.Shutdown({ id, now: true }, { timeoutMs: 3000 }).catch((err) => expect(err.kind).toBe('Unavailable'));
     await closed;
     expect(await waitFor(() => !alive(shim_pid))).toBe(true);
   });
