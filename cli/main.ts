@@ -2,11 +2,13 @@
 import { Command, CommanderError } from 'commander';
 import { ApiError, Client } from './client';
 import type { Context } from './context';
+import * as containers from './commands/containers';
 import * as content from './commands/content';
 import * as events from './commands/events';
 import * as leases from './commands/leases';
 import * as namespaces from './commands/namespaces';
 import * as plugins from './commands/plugins';
+import * as tasks from './commands/tasks';
 import * as version from './commands/version';
 
 const CODE_NAMES: Record<number, string> = {
@@ -39,7 +41,7 @@ export function buildProgram(): { program: Command; dispose: () => void } {
     };
     return ctx;
   };
-  for (const mod of [version, namespaces, events, plugins, content, leases]) mod.register(program, context);
+  for (const mod of [version, namespaces, events, plugins, content, leases, containers, tasks]) mod.register(program, context);
   return { program, dispose: () => ctx?.client.close() };
 }
 

@@ -5,7 +5,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { fromAny } from '../../proto/codec';
-import { cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
+import { BERTH, cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
 
 const run = promisify(execFile);
@@ -158,5 +158,29 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     expect(fromAny(events[0].event)).toMatchObject({ container_id: 'k1', id: 'k1' });
     expect((await tasks()).k1).toBeUndefined();
     expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/default/k1`)).toBe(false);
+  });
+
+  test('the berth CLI manages what ctr started: containers ls/info/rm, tasks ls/ps/pause/resume/metrics/kill/rm', async () => {
+    const berth = async (...args: string[]) => (await run(process.execPath, [BERTH, '--address', daemon.address, ...args], { timeout: 30_000 })).stdout;
+    await runDetached('b1', '/bin/sleep', '1000');
+    expect((await berth('containers', 'ls')).split('\n').find((l) => l.startsWith('b1'))).toMatch(/^b1\s+-\s+io\.containerd\.runc\.v2\s+-$/);
+    expect(JSON.parse(await berth('containers', 'info', 'b1')).spec.process.args).toEqual(['/bin/sleep', '1000']);
+    const pid = (await tasks()).b1.pid;
+    expect((await berth('tasks', 'ls')).split('\n').find((l) => l.startsWith('b1'))).toMatch(new RegExp(`^b1\\s+${pid}\\s+RUNNING$`));
+    expect((await berth('tasks', 'ps', 'b1')).split('\n')[1]).toMatch(new RegExp(`^${pid}\\s+-$`));
+    await berth('tasks', 'pause', 'b1');
+    expect((await tasks()).b1.status).toBe('PAUSED');
+    await berth('tasks', 'resume', 'b1');
+    expect(await berth('tasks', 'metrics', 'b1')).toMatch(/io\.containerd\.cgroups\.v1\.Metrics[\s\S]*memory\.usage\s+\d+/);
+    const refused = await run(process.execPath, [BERTH, '--address', daemon.address, 'containers', 'rm', 'b1']).then(
+      () => '',
+      (e) => String(e.stderr),
+    );
+    expect(refused).toContain('cannot delete a non stopped container: running');
+    await berth('tasks', 'kill', '-s', 'KILL', 'b1');
+    await waitFor('b1 to stop', async () => (await tasks()).b1?.status === 'STOPPED');
+    expect(await berth('tasks', 'rm', 'b1')).toBe('b1\n');
+    expect(await berth('containers', 'rm', 'b1')).toBe('b1\n');
+    expect((await tasks()).b1).toBeUndefined();
   });
 });

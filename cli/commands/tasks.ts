@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { fromAny } from '../../proto/codec';
+import { formatTable } from '../table';
+import type { Context } from '../context';
+import { signalNumber } from '../signals';
+
+export function register(program: Command, context: () => Context): void {
+  const tasks = program.command('tasks').alias('task').alias('t').description('manage tasks (the running side of containers)');
+
+  tasks
+    .command('ls')
+    .alias('list')
+    .description('list tasks')
+    .option('-q, --quiet', 'print only the ids')
+    .action(async (opts: { quiet?: boolean }) => {
+      const ctx = context();
+      const list = ((await ctx.client.unary('tasks', 'List', {})).tasks as any[]).sort((a, b) => a.id.localeCompare(b.id));
+      if (ctx.json) return ctx.out(JSON.stringify(list, null, 2) + '\n');
+      if (opts.quiet) return ctx.out(list.map((t) => t.id + '\n').join(''));
+      ctx.out(formatTable(['TASK', 'PID', 'STATUS'], list.map((t) => [t.id, String(t.pid), t.status])));
+    });
+
+  tasks
+    .command('kill')
+    .description('signal a task (all its processes with --all, or one exec process)')
+    .option('-s, --signal <signal>', 'signal name or number', 'SIGTERM')
+    .option('-a, --all', 'send to every process in the task')
+    .option('--exec-id <id>', 'signal this exec process')
+    .argument('<ids...>')
+    .action(async (ids: string[], opts: { signal: string; all?: boolean; execId?: string }) => {
+      const ctx = context();
+      const signal = signalNumber(opts.signal);
+      for (const id of ids) await ctx.client.unary('tasks', 'Kill', { container_id: id, exec_id: opts.execId ?? '', signal, all: !!opts.all });
+    });
+
+  tasks
+    .command('ps')
+    .description('list the processes of a task')
+    .argument('<id>')
+    .action(async (id: string) => {
+      const ctx = context();
+      const { processes } = await ctx.client.unary('tasks', 'ListPids', { container_id: id });
+      if (ctx.json) return ctx.out(JSON.stringify(processes, null, 2) + '\n');
+      ctx.out(formatTable(['PID', 'INFO'], (processes as any[]).map((p) => [String(p.pid), p.info ? JSON.stringify(fromAny(p.info) ?? {}) : '-'])));
+    });
+
+  for (const [name, method, what] of [
+    ['pause', 'Pause', 'freeze every process of a task'],
+    ['resume', 'Resume', 'thaw a paused task'],
+  ] as const) {
+    tasks
+      .command(name)
+      .description(what)
+      .argument('<id>')
+      .action(async (id: string) => {
+        await context().client.unary('tasks', method, { container_id: id });
+      });
+  }
+
+  tasks
+    .command('metrics')
+    .alias('metric')
+    .description('cgroup statistics of tasks')
+    .argument('[ids...]')
+    .action(async (ids: string[]) => {
+      const ctx = context();
+      const { metrics } = await ctx.client.unary('tasks', 'Metrics', { filters: ids.map((id) => `id==${id}`) });
+      const decoded = (metrics as any[]).map((m) => ({ id: m.id, type: m.data?.type_url, data: fromAny(m.data) }));
+      if (ctx.json) return ctx.out(JSON.stringify(decoded, null, 2) + '\n');
+      for (const m of decoded) {
+        const d: any = m.data ?? {};
+        const rows: string[][] = [];
+        if (d.memory) rows.push(['memory.usage', String(d.memory.usage?.usage ?? d.memory.usage ?? '-')], ['memory.limit', String(d.memory.usage?.limit ?? d.memory.usage_limit ?? '-')]);
+        if (d.cpu) rows.push(['cpu.usage_total_ns', String(d.cpu.usage?.total ?? d.cpu.usage_usec ?? '-')]);
+        if (d.pids) rows.push(['pids.current', String(d.pids.current ?? '-')], ['pids.limit', String(d.pids.limit ?? '-')]);
+        ctx.out(`${m.id} (${m.type})\n${formatTable(['METRIC', 'VALUE'], rows)}`);
+      }
+    });
+
+  tasks
+    .command('rm')
+    .alias('delete')
+    .description('delete stopped tasks (-f kills a running one first)')
+    .option('-f, --force', 'kill a running task first')
+    .argument('<ids...>')
+    .action(async (ids: string[], opts: { force?: boolean }) => {
+      const ctx = context();
+      for (const id of ids) {
+        const { process: p } = await ctx.client.unary('tasks', 'Get', { container_id: id });
+        if (p.status !== 'STOPPED' && p.status !== 'CREATED') {
+          if (!opts.force) throw new Error(`task ${id} must be stopped before deletion: ${p.status.toLowerCase()}`);
+          const waiting = ctx.client.unary('tasks', 'Wait', { container_id: id });
+          await ctx.client.unary('tasks', 'Kill', { container_id: id, signal: 9, all: true });
+          await waiting;
+        }
+        const res = await ctx.client.unary('tasks', 'Delete', { container_id: id });
+        ctx.out(ctx.json ? JSON.stringify(res) + '\n' : `${id}\n`);
+      }
+    });
+}
