@@ -84,9 +84,14 @@ export class MetadataDB {
   update<T>(fn: (tx: Transaction) => Promise<T>): Promise<T> {
     const run = this.writeQueue.then(async () => {
       const tx = new Transaction(this);
-      const result = await fn(tx);
-      await tx.commit(this.db);
-      return result;
+      try {
+        const result = await fn(tx);
+        await tx.commit(this.db);
+        return result;
+      } catch (err) {
+        await tx.abort();
+        throw err;
+      }
     });
     this.writeQueue = run.catch(() => undefined);
     return run;
@@ -96,6 +101,7 @@ export class MetadataDB {
 export class Transaction {
   private readonly pending = new Map<string, Op>();
   private readonly committed: Array<() => void> = [];
+  private readonly aborted: Array<() => Promise<unknown> | void> = [];
 
   constructor(private readonly db: MetadataDB) {}
 
@@ -152,6 +158,16 @@ export class Transaction {
 
   afterCommit(fn: () => void): void {
     this.committed.push(fn);
+  }
+
+  /** Undoes work done outside the database (a snapshot directory) when the update fails. */
+  onAbort(fn: () => Promise<unknown> | void): void {
+    this.aborted.push(fn);
+  }
+
+  /** @internal */
+  async abort(): Promise<void> {
+    for (const fn of this.aborted.reverse()) await fn();
   }
 
   /** @internal */

@@ -197,8 +197,16 @@ export class GarbageCollector {
       }
     }
     if (this.snapshots) {
-      for (const [node, s] of snapshots) {
-        if (!marked.has(`s:${node}`)) await this.snapshots.remove(tx, ns, s.snapshotter, s.key);
+      // Children before parents: repeat until a pass removes nothing more.
+      let pending = [...snapshots].filter(([node]) => !marked.has(`s:${node}`)).map(([, s]) => s);
+      while (pending.length > 0) {
+        const left: typeof pending = [];
+        for (const s of pending) {
+          if (pending.some((o) => o !== s && o.snapshotter === s.snapshotter && o.parent === s.key)) left.push(s);
+          else await this.snapshots.remove(tx, ns, s.snapshotter, s.key);
+        }
+        if (left.length === pending.length) break; // a cycle cannot happen; never loop for ever
+        pending = left;
       }
     }
     for await (const [ref, rec] of tx.scan<{ lease?: string }>(objectPrefix(ns, 'ingests'))) {

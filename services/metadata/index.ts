@@ -9,18 +9,22 @@ import { ContainerStore } from './containers';
 import { ImageStore } from './images';
 import { LeaseStore } from './leases';
 import { NamespaceStore } from './namespaces';
+import { MetadataSnapshots } from './snapshots';
+import type { Snapshotter } from '../../snapshotter';
 
 export class Metadata {
   readonly namespaces: NamespaceStore;
   readonly leases: LeaseStore;
   readonly images: ImageStore;
   readonly containers: ContainerStore;
+  readonly snapshots: MetadataSnapshots;
   readonly content: MetadataContent;
   readonly gc: GarbageCollector;
 
   private constructor(
     readonly db: MetadataDB,
     contentStore: ContentStore,
+    snapshotters: Map<string, Snapshotter>,
     log: Logger,
   ) {
     this.namespaces = new NamespaceStore(db);
@@ -28,13 +32,18 @@ export class Metadata {
     this.images = new ImageStore(db);
     this.containers = new ContainerStore(db);
     this.content = new MetadataContent(db, contentStore, this.leases);
+    this.snapshots = new MetadataSnapshots(db, this.leases, snapshotters);
     this.gc = new GarbageCollector(db, this.content, this.leases, log);
+    this.gc.snapshots = {
+      list: (tx, ns) => this.snapshots.all(tx, ns),
+      remove: (tx, ns, snapshotter, key) => this.snapshots.removeIn(tx, ns, snapshotter, key),
+    };
   }
 
   /** Opens the database in `<root>/db` and arms collection for the next lease expiry. */
-  static async open(root: string, contentStore: ContentStore, log: Logger): Promise<Metadata> {
+  static async open(root: string, contentStore: ContentStore, log: Logger, snapshotters = new Map<string, Snapshotter>()): Promise<Metadata> {
     const db = await MetadataDB.open(path.join(root, 'db'));
-    const m = new Metadata(db, contentStore, log);
+    const m = new Metadata(db, contentStore, snapshotters, log);
     await m.gc.armFromLeases();
     return m;
   }

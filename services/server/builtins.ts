@@ -7,6 +7,9 @@ import { healthService } from '../health/service';
 import { introspectionService, serverUUID } from '../introspection/service';
 import { Metadata } from '../metadata';
 import { ContentStore } from '../../content-store';
+import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from '../../snapshotter';
+import { snapshotsService } from '../snapshots/service';
+import { diffService } from '../diff/service';
 import { contentService } from '../content/service';
 import { leasesService } from '../leases/service';
 import { imagesService } from '../images/service';
@@ -35,13 +38,43 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       },
     },
     {
+      type: PluginType.Snapshot,
+      id: 'overlayfs',
+      init: async (ctx) => {
+        ctx.exports.root = ctx.root;
+        return OverlaySnapshotter.open(ctx.root);
+      },
+    },
+    {
+      type: PluginType.Snapshot,
+      id: 'native',
+      init: async (ctx) => {
+        ctx.exports.root = ctx.root;
+        return NativeSnapshotter.open(ctx.root);
+      },
+    },
+    {
       type: PluginType.Metadata,
       id: 'level',
-      requires: [PluginType.Content, PluginType.Event],
+      requires: [PluginType.Content, PluginType.Snapshot, PluginType.Event],
       init: async (ctx) => {
         ctx.exports.root = path.join(ctx.root, 'db');
-        return Metadata.open(ctx.root, ctx.get<ContentStore>(PluginType.Content), ctx.log);
+        return Metadata.open(ctx.root, ctx.get<ContentStore>(PluginType.Content), ctx.log, ctx.getAll<Snapshotter>(PluginType.Snapshot));
       },
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'snapshots',
+      requires: [PluginType.Metadata, PluginType.Event],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [snapshotsService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'diff',
+      requires: [PluginType.Metadata],
+      init: async (ctx): Promise<ServesServices> => ({ services: [diffService(ctx.get<Metadata>(PluginType.Metadata))] }),
     },
     {
       type: PluginType.GRPC,

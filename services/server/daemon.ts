@@ -10,6 +10,7 @@ import type { Exchange } from '../events/exchange';
 import type { Metadata } from '../metadata';
 import type { TaskManager } from '../../runtime/manager/manager';
 import type { ContentStore } from '../../content-store';
+import type { Snapshotter } from '../../snapshotter';
 import { builtinPlugins } from './builtins';
 import type { Config } from './config';
 import { grpcImplementation, serviceDefinition } from './grpc';
@@ -195,6 +196,7 @@ export class Daemon {
     for (const manager of this.plugins.getAll<TaskManager>(PluginType.Runtime).values()) await manager.close();
     for (const metadata of this.plugins.getAll<Metadata>(PluginType.Metadata).values()) await metadata.close();
     for (const store of this.plugins.getAll<ContentStore>(PluginType.Content).values()) store.close();
+    for (const snapshotter of this.plugins.getAll<Snapshotter>(PluginType.Snapshot).values()) await snapshotter.close().catch(() => undefined);
     if (server) {
       try {
         fs.unlinkSync(this.address);

@@ -121,6 +121,8 @@ describe('ctr against berthd: content and leases', () => {
         stdio: ['pipe', 'ignore', 'pipe'],
       });
       p.stdin.on('error', () => undefined);
+      // Listen for the exit now: ctr may exit before the test gets to wait for it.
+      const exited = new Promise((r) => p.once('exit', r));
       p.stdin.write(data.subarray(0, bytes));
       const client = daemon.client();
       try {
@@ -131,7 +133,7 @@ describe('ctr against berthd: content and leases', () => {
       } finally {
         client.close();
       }
-      return p;
+      return { p, exited };
     }
 
     async function offsetOf(ref: string): Promise<number> {
@@ -144,9 +146,9 @@ describe('ctr against berthd: content and leases', () => {
     }
 
     test('after SIGKILL of the client', async () => {
-      const p = await partialIngest('resume-client', 12 << 20);
+      const { p, exited } = await partialIngest('resume-client', 12 << 20);
       p.kill('SIGKILL');
-      await new Promise((r) => p.once('exit', r));
+      await exited;
       const offset = await waitFor('the writer to be released', async () => {
         const o = await offsetOf('resume-client');
         return o >= 4 << 20 ? o : undefined;
@@ -159,9 +161,11 @@ describe('ctr against berthd: content and leases', () => {
     });
 
     test('after SIGKILL of berthd', async () => {
-      const p = await partialIngest('resume-daemon', 12 << 20);
+      const { p, exited } = await partialIngest('resume-daemon', 12 << 20);
       await daemon.kill();
-      await new Promise((r) => p.once('exit', r)); // ctr fails when the daemon goes
+      // ctr may sit waiting on its stdin and not notice the daemon went: the client dies too.
+      p.kill('SIGKILL');
+      await exited;
       await daemon.start();
       const offset = await offsetOf('resume-daemon');
       expect(offset).toBeGreaterThan(0);
