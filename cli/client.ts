@@ -17,6 +17,7 @@ export const SERVICES = {
   containers: 'containerd.services.containers.v1.Containers',
   tasks: 'containerd.services.tasks.v1.Tasks',
   leases: 'containerd.services.leases.v1.Leases',
+  transfer: 'berth.services.transfer.v1.Transfer',
   health: 'grpc.health.v1.Health',
 } as const;
 

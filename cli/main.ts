@@ -5,6 +5,7 @@ import type { Context } from './context';
 import * as containers from './commands/containers';
 import * as content from './commands/content';
 import * as events from './commands/events';
+import * as images from './commands/images';
 import * as leases from './commands/leases';
 import * as namespaces from './commands/namespaces';
 import * as plugins from './commands/plugins';
@@ -41,7 +42,7 @@ export function buildProgram(): { program: Command; dispose: () => void } {
     };
     return ctx;
   };
-  for (const mod of [version, namespaces, events, plugins, content, leases, containers, tasks]) mod.register(program, context);
+  for (const mod of [version, namespaces, events, plugins, content, images, leases, containers, tasks]) mod.register(program, context);
   return { program, dispose: () => ctx?.client.close() };
 }
 

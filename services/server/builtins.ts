@@ -13,6 +13,7 @@ import { diffService } from '../diff/service';
 import { contentService } from '../content/service';
 import { leasesService } from '../leases/service';
 import { imagesService } from '../images/service';
+import { transferService } from '../transfer/service';
 import { containersService } from '../containers/service';
 import { tasksService } from '../tasks/service';
 import { TaskManager } from '../../runtime/manager/manager';
@@ -114,6 +115,14 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       requires: [PluginType.Metadata, PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({
         services: [imagesService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
+      }),
+    },
+    {
+      type: PluginType.GRPC,
+      id: 'transfer',
+      requires: [PluginType.Metadata, PluginType.Event],
+      init: async (ctx): Promise<ServesServices> => ({
+        services: [transferService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event), { log: ctx.log })],
       }),
     },
     {
