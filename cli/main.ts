@@ -9,6 +9,7 @@ import * as images from './commands/images';
 import * as leases from './commands/leases';
 import * as namespaces from './commands/namespaces';
 import * as plugins from './commands/plugins';
+import * as runCommand from './commands/run';
 import * as tasks from './commands/tasks';
 import * as version from './commands/version';
 
@@ -27,6 +28,8 @@ export function buildProgram(): { program: Command; dispose: () => void } {
     .option('--timeout <ms>', 'deadline for each call, in milliseconds')
     .option('--json', 'print machine-readable JSON')
     .showHelpAfterError()
+    // Global options come before the command, so that `run IMAGE ID sh -c …` keeps its -c.
+    .enablePositionalOptions()
     .exitOverride();
 
   let ctx: Context | undefined;
@@ -42,7 +45,7 @@ export function buildProgram(): { program: Command; dispose: () => void } {
     };
     return ctx;
   };
-  for (const mod of [version, namespaces, events, plugins, content, images, leases, containers, tasks]) mod.register(program, context);
+  for (const mod of [version, namespaces, events, plugins, content, images, leases, containers, tasks, runCommand]) mod.register(program, context);
   return { program, dispose: () => ctx?.client.close() };
 }
 
