@@ -20,7 +20,18 @@ import { TaskManager } from '../../runtime/manager/manager';
 import { TASK_DIR } from '../../runtime/manager/bundle';
 import { namespacesService } from '../namespaces/service';
 import { versionService } from '../version/service';
-import { PluginType, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
+import { PluginType, type InitContext, type LoadedPlugin, type PluginRegistration, type ServesServices } from './plugin';
+import type { ServiceImplementation } from './rpc';
+
+/** A gRPC plugin whose service is built from the metadata store and the events exchange. */
+function metadataService(id: string, make: (m: Metadata, e: Exchange, ctx: InitContext) => ServiceImplementation): PluginRegistration {
+  return {
+    type: PluginType.GRPC,
+    id,
+    requires: [PluginType.Metadata, PluginType.Event],
+    init: async (ctx): Promise<ServesServices> => ({ services: [make(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event), ctx)] }),
+  };
+}
 
 export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration[] {
   return [
@@ -63,20 +74,8 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
         return Metadata.open(ctx.root, ctx.get<ContentStore>(PluginType.Content), ctx.log, ctx.getAll<Snapshotter>(PluginType.Snapshot));
       },
     },
-    {
-      type: PluginType.GRPC,
-      id: 'snapshots',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [snapshotsService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
-      }),
-    },
-    {
-      type: PluginType.GRPC,
-      id: 'diff',
-      requires: [PluginType.Metadata],
-      init: async (ctx): Promise<ServesServices> => ({ services: [diffService(ctx.get<Metadata>(PluginType.Metadata))] }),
-    },
+    metadataService('snapshots', (m, e) => snapshotsService(m, e)),
+    metadataService('diff', (m) => diffService(m)),
     {
       type: PluginType.GRPC,
       id: 'version',
@@ -93,46 +92,11 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
       requires: [PluginType.Event],
       init: async (ctx): Promise<ServesServices> => ({ services: [eventsService(ctx.get<Exchange>(PluginType.Event))] }),
     },
-    {
-      type: PluginType.GRPC,
-      id: 'namespaces',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [namespacesService(ctx.get<Metadata>(PluginType.Metadata).db, ctx.get<Exchange>(PluginType.Event))],
-      }),
-    },
-    {
-      type: PluginType.GRPC,
-      id: 'content',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [contentService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
-      }),
-    },
-    {
-      type: PluginType.GRPC,
-      id: 'images',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [imagesService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
-      }),
-    },
-    {
-      type: PluginType.GRPC,
-      id: 'transfer',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [transferService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event), { log: ctx.log })],
-      }),
-    },
-    {
-      type: PluginType.GRPC,
-      id: 'containers',
-      requires: [PluginType.Metadata, PluginType.Event],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [containersService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<Exchange>(PluginType.Event))],
-      }),
-    },
+    metadataService('namespaces', (m, e) => namespacesService(m.db, e)),
+    metadataService('content', (m, e) => contentService(m, e)),
+    metadataService('images', (m, e) => imagesService(m, e)),
+    metadataService('transfer', (m, e, ctx) => transferService(m, e, { log: ctx.log })),
+    metadataService('containers', (m, e) => containersService(m, e)),
     {
       type: PluginType.Runtime,
       id: 'task',
@@ -162,14 +126,7 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
         services: [tasksService(ctx.get<Metadata>(PluginType.Metadata), ctx.get<TaskManager>(PluginType.Runtime))],
       }),
     },
-    {
-      type: PluginType.GRPC,
-      id: 'leases',
-      requires: [PluginType.Metadata],
-      init: async (ctx): Promise<ServesServices> => ({
-        services: [leasesService(ctx.get<Metadata>(PluginType.Metadata))],
-      }),
-    },
+    metadataService('leases', (m) => leasesService(m)),
     {
       type: PluginType.GRPC,
       id: 'introspection',
