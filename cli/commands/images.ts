@@ -1,6 +1,7 @@
-// berth images: pull (done by the daemon, berth.services.transfer.v1), ls, rm, tag, inspect,
-// check — ctr's `images` commands over the Images, Content and Snapshots services.
+// berth images: pull, push, import, export (done by the daemon, berth.services.transfer.v1), ls,
+// rm, tag, inspect, check — ctr's `images` commands over the Images, Content and Snapshots services.
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import type { Client } from '../client';
 import { ApiError } from '../client';
@@ -139,6 +140,125 @@ export function register(program: Command, context: () => Context): void {
       if (!image) throw new Error('the daemon ended the pull without an image');
       if (ctx.json) return ctx.out(JSON.stringify(image, null, 2) + '\n');
       ctx.out(`${image.name}: done (${image.target.digest})\n`);
+    });
+
+  images
+    .command('push')
+    .description('push an image of the namespace to a registry (done by the daemon)')
+    .argument('<ref>', 'registry reference to push to')
+    .argument('[local]', 'image name in the namespace (default: ref)')
+    .option('--plain-http', 'talk plain HTTP to the registry')
+    .option('--platform <platform>', 'push only this platform of an index (tagged directly)')
+    .option('--all-platforms', 'require every platform of an index')
+    .action(async (ref: string, local: string | undefined, opts: { plainHttp?: boolean; platform?: string; allPlatforms?: boolean }) => {
+      const ctx = context();
+      const statuses = new Map<string, string>();
+      let digest = '';
+      const request = { ref, local_ref: local ?? '', plain_http: !!opts.plainHttp, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms };
+      for await (const msg of ctx.client.stream('transfer', 'Push', request)) {
+        if (msg.digest) digest = msg.digest;
+        if (ctx.json) continue;
+        const items: any[] = msg.items ?? [];
+        for (const [n, line] of renderProgress(items).entries()) {
+          const item = items[n];
+          if (statuses.get(item.ref) === item.status) continue;
+          statuses.set(item.ref, item.status);
+          ctx.out(`${line}\n`);
+        }
+      }
+      if (!digest) throw new Error('the daemon ended the push without a digest');
+      if (ctx.json) return ctx.out(JSON.stringify({ ref, digest }, null, 2) + '\n');
+      ctx.out(`${ref}: pushed (${digest})\n`);
+    });
+
+  images
+    .command('export')
+    .description('write images as a tar: an OCI image layout with docker\'s manifest.json (FILE - = stdout)')
+    .argument('<file>')
+    .argument('<names...>')
+    .option('--platform <platform>', 'platform of an index to export (default: this host)')
+    .option('--all-platforms', 'export every platform present')
+    .option('--format <format>', 'oci (layout only) or docker (layout + manifest.json)', 'docker')
+    .action(async (file: string, names: string[], opts: { platform?: string; allPlatforms?: boolean; format: string }) => {
+      const ctx = context();
+      const tmp = file === '-' ? undefined : `${file}.part-${process.pid}`;
+      const out = tmp ? fs.createWriteStream(tmp) : process.stdout;
+      const write = (data: Buffer) =>
+        new Promise<void>((resolve, reject) => {
+          if (out.write(data, (err) => (err ? reject(err) : undefined))) resolve();
+          else out.once('drain', resolve);
+        });
+      try {
+        const request = { names, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms, format: opts.format };
+        for await (const msg of ctx.client.stream('transfer', 'Export', request)) {
+          if (msg.data?.length) await write(Buffer.from(msg.data));
+        }
+        if (tmp) {
+          await new Promise<void>((resolve, reject) => (out as fs.WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
+          fs.renameSync(tmp, file);
+        }
+      } catch (err) {
+        if (tmp) {
+          (out as fs.WriteStream).destroy();
+          fs.rmSync(tmp, { force: true });
+        }
+        throw err;
+      }
+    });
+
+  images
+    .command('import')
+    .description('import images from a tar: an OCI image layout or a docker save archive (FILE - = stdin)')
+    .argument('<file>')
+    .option('--base-name <name>', 'repository for images the archive names by tag only')
+    .option('--index-name <name>', 'also record the archive\'s index as an image of this name')
+    .option('--all-platforms', 'require the content of every platform')
+    .option('--platform <platform>', 'platform to unpack (default: this host)')
+    .option('--snapshotter <name>', 'snapshotter to unpack onto', 'overlayfs')
+    .option('--skip-unpack', 'only store the content')
+    .action(async (file: string, opts: { baseName?: string; indexName?: string; allPlatforms?: boolean; platform?: string; snapshotter: string; skipUnpack?: boolean }) => {
+      const ctx = context();
+      const input = file === '-' ? process.stdin : fs.createReadStream(file, { highWaterMark: 1 << 20 });
+      const call = ctx.client.duplex('transfer', 'Import');
+      const options = {
+        base_name: opts.baseName ?? '',
+        index_name: opts.indexName ?? '',
+        all_platforms: !!opts.allPlatforms,
+        platform: opts.platform ?? '',
+        snapshotter: opts.snapshotter,
+        skip_unpack: !!opts.skipUnpack,
+      };
+      let failed: unknown;
+      const sending = (async () => {
+        let first = true;
+        try {
+          for await (const chunk of input) {
+            await call.write(first ? { ...options, data: chunk } : { data: chunk });
+            first = false;
+          }
+          if (first) await call.write({ ...options, data: Buffer.alloc(0) });
+          call.end();
+        } catch (err) {
+          failed = err;
+          call.cancel();
+        }
+      })();
+      let images: any[] = [];
+      try {
+        for await (const msg of call.replies) {
+          if (msg.images?.length) images = msg.images;
+        }
+      } catch (err) {
+        // The daemon refused the archive: stop sending (a write may be waiting for a drain that never comes).
+        call.cancel();
+        if (input !== process.stdin) (input as fs.ReadStream).destroy();
+        else process.stdin.pause();
+        throw err;
+      }
+      await sending;
+      if (failed) throw failed;
+      if (ctx.json) return ctx.out(JSON.stringify(images, null, 2) + '\n');
+      for (const image of images) ctx.out(`${image.name}: imported (${image.target.digest})\n`);
     });
 
   images

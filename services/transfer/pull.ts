@@ -15,16 +15,15 @@
 // Differences from ctr: the image is recorded after the unpack (a layer that fails to apply
 // fails the pull with no image left behind); a transient registry failure keeps the lease (it
 // expires by itself) so that the next pull resumes the partial downloads instead of restarting.
-import * as crypto from 'node:crypto';
-import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { nowNanos } from '../../proto/codec';
-import { applyToMounts } from '../../snapshotter';
 import { BerthError, isAlreadyExists } from '../errdefs';
 import type { Publisher } from '../events/exchange';
 import type { Metadata } from '../metadata';
 import type { Image } from '../metadata/images';
 import { generateLeaseId } from '../metadata/leases';
+import { DEFAULT_SNAPSHOTTER, chainIDs, readAll, recordImage, unpackManifest } from './unpack';
+
+export { DEFAULT_SNAPSHOTTER, chainIDs };
 import {
   RegistryClient,
   allPlatforms,
@@ -35,9 +34,7 @@ import {
   isLayerType,
   isManifestType,
   mergeDistributionSource,
-  parseImageConfig,
   parseIndex,
-  parseManifest,
   platformMatcher,
   selectManifest,
   selectManifests,
@@ -45,9 +42,7 @@ import {
   type Reference,
 } from '../remotes';
 
-export const DEFAULT_SNAPSHOTTER = 'overlayfs';
 const LEASE_TTL_MS = 24 * 60 * 60 * 1000;
-const EVENT = 'containerd.services.images.v1.';
 
 export interface PullOptions {
   ref: string;
@@ -65,7 +60,7 @@ export interface PullOptions {
   client?: RegistryClient;
 }
 
-export type ItemStatus = 'waiting' | 'downloading' | 'done' | 'exists' | 'unpacking' | 'unpacked';
+export type ItemStatus = 'waiting' | 'downloading' | 'uploading' | 'mounted' | 'done' | 'exists' | 'unpacking' | 'unpacked';
 
 export interface ProgressItem {
   ref: string;
@@ -115,28 +110,6 @@ export class PullProgress {
   snapshot(): ProgressItem[] {
     return [...this.items.values()].map((i) => ({ ...i }));
   }
-}
-
-/** OCI chain IDs of a list of diff IDs: chain(0) = diff(0), chain(n) = sha256(chain(n-1) + " " + diff(n)). */
-export function chainIDs(diffIDs: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const diff of diffIDs) {
-    const prev = out[out.length - 1];
-    out.push(prev === undefined ? diff : `sha256:${crypto.createHash('sha256').update(`${prev} ${diff}`).digest('hex')}`);
-  }
-  return out;
-}
-
-/** containerd's unpack key: `extract-<nanoseconds of the second>-<random> <chainID>`. */
-function extractKey(chainID: string): string {
-  const nanos = Number(nowNanos() % 1_000_000_000n);
-  return `extract-${nanos}-${crypto.randomBytes(3).toString('base64url')} ${chainID}`;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 function isTransient(err: unknown): boolean {
@@ -303,71 +276,12 @@ export async function pullImage(deps: PullDeps, ns: string, opts: PullOptions, p
         const wanted = selectManifest({ ...index, manifests: index.manifests.filter((d) => manifests.some((m) => m.desc.digest === d.digest)) }, matcher);
         target = manifests.find((m) => m.desc.digest === wanted.digest)!;
       }
-      await unpack(target.desc, target.bytes);
-    }
-
-    async function unpack(manifestDesc: Descriptor, manifestBytes: Buffer): Promise<void> {
-      const manifest = parseManifest(manifestBytes, manifestDesc.mediaType);
-      const config = parseImageConfig(await readAll(await content.read(ns, manifest.config.digest, 0, 0, signal)));
-      const diffIDs = config.rootfs.diff_ids;
-      if (diffIDs.length !== manifest.layers.length) {
-        throw new BerthError('InvalidArgument', `image config ${manifest.config.digest} lists ${diffIDs.length} diff IDs for ${manifest.layers.length} layers`);
-      }
-      const chains = chainIDs(diffIDs);
-      let parent = '';
-      for (const [i, layer] of manifest.layers.entries()) {
-        const chainID = chains[i]!;
-        const diffID = diffIDs[i]!;
-        let present = false;
-        try {
-          await snapshots.stat(ns, snapshotter, chainID);
-          present = true;
-        } catch (err) {
-          if (!(err instanceof BerthError && err.kind === 'NotFound')) throw err;
-        }
-        if (!present) {
-          progress.status(layer.digest, 'unpacking');
-          const key = extractKey(chainID);
-          const mounts = await snapshots.create('Active', ns, snapshotter, key, parent, {}, lease);
-          try {
-            const applied = await applyToMounts(mounts, await content.read(ns, layer.digest, 0, 0, signal), { signal });
-            if (applied.diffID !== diffID) {
-              throw new BerthError('FailedPrecondition', `wrong diff id calculated on extraction of layer ${layer.digest}: got ${applied.diffID}, expected ${diffID}`);
-            }
-            try {
-              await snapshots.commit(ns, snapshotter, chainID, key, {}, lease);
-            } catch (err) {
-              // Someone else unpacked the same chain meanwhile: theirs is as good as ours.
-              if (!isAlreadyExists(err)) throw err;
-              await snapshots.remove(ns, snapshotter, key).catch(() => undefined);
-            }
-          } catch (err) {
-            await snapshots.remove(ns, snapshotter, key).catch(() => undefined);
-            throw err;
-          }
-        }
-        const info = await content.info(ns, layer.digest);
-        if (info.labels['containerd.io/uncompressed'] !== diffID) await updateLabels(layer.digest, { 'containerd.io/uncompressed': diffID });
-        progress.status(layer.digest, present ? 'exists' : 'unpacked');
-        parent = chainID;
-      }
-      if (parent) await updateLabels(manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: parent });
+      await unpackManifest(metadata, ns, target.desc, target.bytes, { snapshotter, lease, signal, onStatus: (d, st) => progress.status(d, st) });
     }
 
     // Record the image: create, or replace it (no field mask) as ctr does after AlreadyExists.
     const record = { name: resolved.name, labels: { ...(opts.labels ?? {}) }, target: { mediaType: root.mediaType, digest: root.digest, size: root.size, annotations: {} } };
-    const image = await db.update(async (tx) => {
-      try {
-        const created = await metadata.images.create(tx, ns, record);
-        tx.afterCommit(() => deps.events.publish(ns, '/images/create', `${EVENT}ImageCreate`, { name: created.name, labels: created.labels }));
-        return created;
-      } catch (err) {
-        if (!isAlreadyExists(err)) throw err;
-        const updated = await metadata.images.update(tx, ns, record, []);
-        tx.afterCommit(() => deps.events.publish(ns, '/images/update', `${EVENT}ImageUpdate`, { name: updated.name, labels: updated.labels }));
-        return updated;
-      }
-    });
+    const image = await recordImage(metadata, deps.events, ns, record);
     return image;
   } catch (err) {
     keepLease = isTransient(err);
