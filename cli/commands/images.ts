@@ -112,13 +112,14 @@ export function register(program: Command, context: () => Context): void {
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--snapshotter <name>', 'snapshotter to unpack onto', 'overlayfs')
     .option('--skip-unpack', 'only fetch the content')
-    .action(async (ref: string, opts: { platform?: string; allPlatforms?: boolean; plainHttp?: boolean; snapshotter: string; skipUnpack?: boolean }) => {
+    .option('-u, --user <user:password>', 'registry credentials')
+    .action(async (ref: string, opts: { platform?: string; allPlatforms?: boolean; plainHttp?: boolean; snapshotter: string; skipUnpack?: boolean; user?: string }) => {
       const ctx = context();
       const tty = !!process.stdout.isTTY && !ctx.json;
       let drawn = 0;
       const statuses = new Map<string, string>();
       let image: any;
-      const request = { ref, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms, plain_http: !!opts.plainHttp, snapshotter: opts.snapshotter, skip_unpack: !!opts.skipUnpack };
+      const request = { ref, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms, plain_http: !!opts.plainHttp, snapshotter: opts.snapshotter, skip_unpack: !!opts.skipUnpack, ...userOf(opts.user) };
       for await (const msg of ctx.client.stream('transfer', 'Pull', request)) {
         const items: any[] = msg.items ?? [];
         if (msg.image) image = msg.image;
@@ -150,11 +151,12 @@ export function register(program: Command, context: () => Context): void {
     .option('--plain-http', 'talk plain HTTP to the registry')
     .option('--platform <platform>', 'push only this platform of an index (tagged directly)')
     .option('--all-platforms', 'require every platform of an index')
-    .action(async (ref: string, local: string | undefined, opts: { plainHttp?: boolean; platform?: string; allPlatforms?: boolean }) => {
+    .option('-u, --user <user:password>', 'registry credentials')
+    .action(async (ref: string, local: string | undefined, opts: { plainHttp?: boolean; platform?: string; allPlatforms?: boolean; user?: string }) => {
       const ctx = context();
       const statuses = new Map<string, string>();
       let digest = '';
-      const request = { ref, local_ref: local ?? '', plain_http: !!opts.plainHttp, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms };
+      const request = { ref, local_ref: local ?? '', plain_http: !!opts.plainHttp, platform: opts.platform ?? '', all_platforms: !!opts.allPlatforms, ...userOf(opts.user) };
       for await (const msg of ctx.client.stream('transfer', 'Push', request)) {
         if (msg.digest) digest = msg.digest;
         if (ctx.json) continue;
@@ -384,4 +386,11 @@ export function register(program: Command, context: () => Context): void {
       if (ctx.json) return ctx.out(JSON.stringify(results, null, 2) + '\n');
       ctx.out(formatTable(['REF', 'TYPE', 'DIGEST', 'STATUS', 'SIZE', 'UNPACKED'], rows));
     });
+}
+
+/** `--user name:secret` (as ctr's) → the request's credential fields. */
+function userOf(user: string | undefined): { username?: string; secret?: string } {
+  if (!user) return {};
+  const i = user.indexOf(':');
+  return i < 0 ? { username: user, secret: '' } : { username: user.slice(0, i), secret: user.slice(i + 1) };
 }

@@ -55,6 +55,8 @@ export interface PullOptions {
   labels?: Record<string, string>;
   /** hosts.toml directory (containerd's config_path). */
   hostsDir?: string;
+  /** Registry credentials for every host of this transfer. */
+  credentials?: { username: string; secret: string };
   signal?: AbortSignal;
   /** Registry client to use (tests); one is made per pull otherwise. */
   client?: RegistryClient;
@@ -138,7 +140,7 @@ export async function pullImage(deps: PullDeps, ns: string, opts: PullOptions, p
 
   const lease = generateLeaseId();
   await db.update((tx) => metadata.leases.create(tx, ns, lease, { 'containerd.io/gc.expire': new Date(Date.now() + LEASE_TTL_MS).toISOString() }));
-  const client = opts.client ?? new RegistryClient({ plainHttp: opts.plainHttp ?? false, hostsDir: opts.hostsDir, logger: deps.log });
+  const client = opts.client ?? new RegistryClient({ plainHttp: opts.plainHttp ?? false, hostsDir: opts.hostsDir, credentials: opts.credentials, logger: deps.log });
   let keepLease = false;
   try {
     const resolved = await client.resolve(opts.ref, { signal });

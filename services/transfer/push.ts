@@ -28,6 +28,8 @@ export interface PushOptions {
   platform?: string;
   allPlatforms?: boolean;
   hostsDir?: string;
+  /** Registry credentials for every host of this transfer. */
+  credentials?: { username: string; secret: string };
   signal?: AbortSignal;
   client?: RegistryClient;
 }
@@ -105,7 +107,7 @@ export async function pushImage(deps: PushDeps, ns: string, opts: PushOptions, p
   for (const m of manifests) progress.add('manifest', m.desc);
   if (indexBytes) progress.add('index', root);
 
-  const client = opts.client ?? new RegistryClient({ plainHttp: opts.plainHttp ?? false, hostsDir: opts.hostsDir, logger: deps.log });
+  const client = opts.client ?? new RegistryClient({ plainHttp: opts.plainHttp ?? false, hostsDir: opts.hostsDir, credentials: opts.credentials, logger: deps.log });
   const sourceKey = `containerd.io/distribution.source.${hostnameOf(ref.domain)}`;
   try {
     const results = await Promise.allSettled(

@@ -101,6 +101,7 @@ export function transferService(metadata: Metadata, events: Publisher, options: 
               plainHttp: !!req.plain_http,
               labels: { ...(req.labels ?? {}) },
               hostsDir: options.hostsDir,
+              credentials: credentialsOf(req),
               signal: ctx.signal,
             },
             progress,
@@ -128,6 +129,7 @@ export function transferService(metadata: Metadata, events: Publisher, options: 
               platform: req.platform || undefined,
               allPlatforms: !!req.all_platforms,
               hostsDir: options.hostsDir,
+              credentials: credentialsOf(req),
               signal: ctx.signal,
             },
             t.progress,
@@ -188,4 +190,9 @@ export function transferService(metadata: Metadata, events: Publisher, options: 
       },
     },
   };
+}
+
+/** Credentials a request carries, if any. */
+function credentialsOf(req: { username?: string; secret?: string }): { username: string; secret: string } | undefined {
+  return req.username ? { username: req.username, secret: req.secret ?? '' } : undefined;
 }
