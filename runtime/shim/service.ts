@@ -1,0 +1,536 @@
+// The long-lived berth shim: serves containerd.task.v2.Task over ttrpc for the tasks of one shim
+// socket (one task, or a group), runs them in-process with runtime/init, and forwards task events
+// to the daemon's containerd.services.events.ttrpc.v1.Events at $TTRPC_ADDRESS.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { nowTimestamp, toAny, ZERO_TIMESTAMP, type Message, type Timestamp } from '../../proto/codec';
+import { BerthError } from '../../services/errdefs';
+import type { Handler } from '../../services/server/rpc';
+import { mountAll, unmountAll } from '../../snapshotter/mount';
+import { createContainer, execProcess, sharedRuntime, type Container, type ExecProcess } from '../init';
+import type { ExitStatus } from '../init';
+import { check, fn } from '../native/libc';
+import { TtrpcClient, TtrpcServer, socketPathOf } from '../ttrpc';
+import type { ShimFlags } from './main';
+
+interface Io {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+interface Proc {
+  execId: string;
+  proc: Container | ExecProcess;
+  io: Io;
+  exit?: { status: number; at: Timestamp };
+  exited: Promise<void>;
+  /** fds held for the terminal copy */
+  closeStdin?: () => void;
+  ioDone: Promise<void>;
+}
+
+interface Task {
+  id: string;
+  bundle: string;
+  rootfs: Message[];
+  mountedRootfs: string | undefined;
+  init: Proc;
+  execs: Map<string, Proc>;
+  paused: boolean;
+}
+
+const C = fs.constants;
+/** open(2) in the threadpool, returning a plain fd (a FileHandle would be closed by GC). */
+const openFd = (p: string, flags: number): Promise<number> =>
+  new Promise((resolve, reject) => fs.open(p, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
+
+function toTimestamp(d: Date): Timestamp {
+  const ms = d.getTime();
+  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1_000_000 };
+}
+
+function log(msg: string): void {
+  try {
+    process.stderr.write(`${new Date().toISOString()} berth-shim: ${msg}\n`);
+  } catch {
+    /* no log reader */
+  }
+}
+
+class Publisher {
+  private client: Promise<TtrpcClient> | undefined;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly address: string | undefined, private readonly ns: string) {}
+
+  private connect(): Promise<TtrpcClient> {
+    if (!this.client) {
+      this.client = TtrpcClient.connect(this.address!, { timeoutMs: 5000 }).then((c) => {
+        c.unref();
+        c.once('close', () => (this.client = undefined));
+        return c;
+      });
+      this.client.catch(() => (this.client = undefined));
+    }
+    return this.client;
+  }
+
+  /** Events go out in order; each is retried a few times. */
+  publish(topic: string, type: string, event: Message): Promise<void> {
+    if (!this.address) return Promise.resolve();
+    const envelope = { timestamp: nowTimestamp(), namespace: this.ns, topic, event: toAny(type, event) };
+    const p = this.queue.then(async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          const c = await this.connect();
+          await c.service('containerd.services.events.ttrpc.v1.Events').Forward!({ envelope }, { namespace: this.ns, timeoutMs: 5000 });
+          return;
+        } catch (err) {
+          if (attempt === 4) log(`forward ${topic}: ${(err as Error).message}`);
+          await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+        }
+      }
+    });
+    this.queue = p;
+    return p;
+  }
+}
+
+function pipe(): [number, number] {
+  const buf = Buffer.alloc(8);
+  check(fn("int pipe2(void *, int)")(buf, 0x80000) as number, "pipe2");
+  return [buf.readInt32LE(0), buf.readInt32LE(4)];
+}
+
+/**
+ * A process's stdin FIFO, opened in the background (the client may open its writing end only
+ * later) and copied into `sink` (a pipe's write end or a pty master); `close()` stops the copy
+ * and closes the sink when it is ours (CloseIO).
+ */
+class StdinCopy {
+  private fifoFd: number | undefined;
+  private stream: fs.ReadStream | undefined;
+  private closed = false;
+
+  constructor(private readonly fifo: string, private readonly sink: number, private readonly ownsSink: boolean) {
+    openFd(fifo, C.O_RDONLY).then(
+      (fd) => {
+        this.fifoFd = fd;
+        if (this.closed) return this.release();
+        const rs = fs.createReadStream('', { fd, autoClose: false });
+        this.stream = rs;
+        rs.on('data', (d) => {
+          rs.pause();
+          fs.write(this.sink, d as Buffer, (err) => (err ? this.close() : rs.resume()));
+        });
+        rs.on('error', () => this.close());
+        rs.on('end', () => this.close());
+      },
+      () => this.close(),
+    );
+  }
+
+  private release(): void {
+    if (this.fifoFd !== undefined) fs.close(this.fifoFd, () => undefined);
+    this.fifoFd = undefined;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stream?.destroy();
+    this.release();
+    if (this.fifoFd === undefined && !this.stream) {
+      // the open may still be blocked: give it a writer so that its thread returns
+      try {
+        fs.closeSync(fs.openSync(this.fifo, C.O_WRONLY | C.O_NONBLOCK));
+      } catch {
+        /* no reader: nothing blocked */
+      }
+    }
+    if (this.ownsSink) fs.close(this.sink, () => undefined);
+  }
+}
+
+/** Opens the FIFO paths of a process's stdio: stdout/stderr blocking in the threadpool (the client holds the read ends), stdin via a pipe. */
+async function openStdio(io: Io): Promise<{ stdin?: number; stdout?: number; stderr?: number; stdinCopy?: StdinCopy; close: () => void }> {
+  const opened: number[] = [];
+  const open = async (p: string, flags: number) => {
+    if (!p) return undefined;
+    const fd = await openFd(p, flags);
+    opened.push(fd);
+    return fd;
+  };
+  try {
+    const [stdout, stderr] = await Promise.all([
+      open(io.stdout, C.O_WRONLY),
+      io.stderr === io.stdout || io.terminal ? Promise.resolve(undefined) : open(io.stderr, C.O_WRONLY),
+    ]);
+    let stdin: number | undefined;
+    let stdinCopy: StdinCopy | undefined;
+    if (io.stdin && !io.terminal) {
+      const [r, w] = pipe();
+      opened.push(r);
+      stdin = r;
+      stdinCopy = new StdinCopy(io.stdin, w, true);
+    }
+    return {
+      ...(stdin !== undefined ? { stdin } : {}),
+      ...(stdout !== undefined ? { stdout } : {}),
+      ...(io.terminal ? {} : io.stderr === io.stdout ? (stdout !== undefined ? { stderr: stdout } : {}) : stderr !== undefined ? { stderr } : {}),
+      ...(stdinCopy ? { stdinCopy } : {}),
+      close: () => opened.splice(0).forEach((fd) => fs.close(fd, () => undefined)),
+    };
+  } catch (err) {
+    opened.forEach((fd) => fs.close(fd, () => undefined));
+    throw err;
+  }
+}
+
+/** Terminal: copies the pty master to stdout (and stdin to the master, by StdinCopy). */
+function copyPty(master: number, stdout: number | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const out = fs.createReadStream('', { fd: master, autoClose: false, highWaterMark: 32 * 1024 });
+    out.on('data', (d) => {
+      if (stdout === undefined) return;
+      out.pause();
+      fs.write(stdout, d as Buffer, () => out.resume());
+    });
+    const done = () => {
+      if (stdout !== undefined) fs.close(stdout, () => undefined);
+      resolve();
+    };
+    out.on('error', done); // EIO once the slave side is closed
+    out.on('end', done);
+  });
+}
+
+/** Exits at once: process.exit would wait for worker threads parked in native calls (the reaper's epoll_wait). */
+function exitNow(sock: string): void {
+  fs.rmSync(sock, { force: true });
+  fn('void _exit(int)')(0);
+}
+
+export async function runShim(f: ShimFlags, address: string): Promise<void> {
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
+  process.on('SIGPIPE', () => undefined);
+  const ns = f.namespace;
+  const publisher = new Publisher(process.env.TTRPC_ADDRESS, ns);
+  const tasks = new Map<string, Task>();
+  const sock = socketPathOf(address);
+  let shuttingDown = false;
+  let warmed: Promise<void> = Promise.resolve();
+
+  const getTask = (id: string): Task => {
+    const t = tasks.get(id);
+    if (!t) throw new BerthError('NotFound', `task ${id} not found`, { verbatim: true });
+    return t;
+  };
+  const getProc = (id: string, execId: string): Proc => {
+    const t = getTask(id);
+    if (!execId) return t.init;
+    const p = t.execs.get(execId);
+    if (!p) throw new BerthError('NotFound', `process ${execId} does not exist`, { verbatim: true });
+    return p;
+  };
+
+  const watchExit = (t: Task, p: Proc, proc: Container | ExecProcess): Promise<void> =>
+    proc.wait().then(async (s: ExitStatus) => {
+      p.closeStdin?.();
+      await Promise.race([p.ioDone, new Promise((r) => setTimeout(r, 2000))]);
+      p.exit = { status: s.exitStatus, at: toTimestamp(s.exitedAt) };
+      await publisher.publish('/tasks/exit', 'containerd.events.TaskExit', {
+        container_id: t.id,
+        id: p.execId || t.id,
+        pid: proc.pid,
+        exit_status: s.exitStatus,
+        exited_at: p.exit.at,
+      });
+    });
+
+  const makeProc = async (
+    t: { id: string },
+    execId: string,
+    io: Io,
+    create: (stdio: { terminal: true } | { stdin?: number; stdout?: number; stderr?: number }) => Promise<Container | ExecProcess>,
+  ): Promise<Proc> => {
+    const fds = await openStdio(io);
+    let proc: Container | ExecProcess;
+    try {
+      proc = await create(io.terminal ? { terminal: true } : { ...(fds.stdin !== undefined ? { stdin: fds.stdin } : {}), ...(fds.stdout !== undefined ? { stdout: fds.stdout } : {}), ...(fds.stderr !== undefined ? { stderr: fds.stderr } : {}) });
+    } catch (err) {
+      fds.close();
+      fds.stdinCopy?.close();
+      throw err;
+    }
+    let ioDone: Promise<void> = Promise.resolve();
+    let closeStdin: (() => void) | undefined;
+    if (io.terminal && proc.pty) {
+      ioDone = copyPty(proc.pty.master, fds.stdout);
+      if (io.stdin) {
+        const copy = new StdinCopy(io.stdin, proc.pty.master, false);
+        closeStdin = () => copy.close();
+      }
+    } else {
+      fds.close(); // the workload holds duplicates
+      if (fds.stdinCopy) closeStdin = () => fds.stdinCopy!.close();
+    }
+    void t;
+    return { execId, proc, io, exited: Promise.resolve(), ioDone, ...(closeStdin ? { closeStdin } : {}) };
+  };
+
+  const state = (t: Task, p: Proc): Message => {
+    let status = 'UNKNOWN';
+    if (p.exit || p.proc.status === 'stopped') status = 'STOPPED';
+    else if (t.paused) status = 'PAUSED';
+    else status = p.proc.status === 'created' ? 'CREATED' : 'RUNNING';
+    const exitStatus = p.exit?.status ?? p.proc.exitStatus?.exitStatus ?? 0;
+    const exitedAt = p.exit?.at ?? (p.proc.exitStatus ? toTimestamp(p.proc.exitStatus.exitedAt) : ZERO_TIMESTAMP);
+    return {
+      id: t.id,
+      bundle: t.bundle,
+      pid: p.proc.pid,
+      status,
+      stdin: p.io.stdin,
+      stdout: p.io.stdout,
+      stderr: p.io.stderr,
+      terminal: p.io.terminal,
+      exit_status: exitStatus,
+      exited_at: exitedAt,
+      exec_id: p.execId,
+    };
+  };
+
+  const finished = (p: Proc) => !!p.exit || p.proc.status === 'stopped';
+
+  const handlers: Record<string, Handler> = {
+    Create: async (req: Message) => {
+      const id: string = req.id;
+      if (tasks.has(id)) throw new BerthError('AlreadyExists', `task ${id}`);
+      const bundle: string = req.bundle || process.cwd();
+      const rootfsDir = path.join(bundle, 'rootfs');
+      let mounted: string | undefined;
+      if (req.rootfs?.length) {
+        fs.mkdirSync(rootfsDir, { recursive: true });
+        await mountAll(req.rootfs, rootfsDir);
+        mounted = rootfsDir;
+      }
+      const io: Io = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: !!req.terminal };
+      await warmed;
+      let init: Proc;
+      try {
+        init = await makeProc({ id }, '', io, (stdio) =>
+          createContainer({
+            id,
+            bundle,
+            stdio,
+            stateDir: path.join(bundle, '.berth'),
+            validate: { allowUnsupported: ['linux.seccomp', 'process.apparmorProfile', 'linux.mountLabel', 'process.selinuxLabel'] },
+          }),
+        );
+      } catch (err) {
+        if (mounted) await unmountAll(mounted).catch(() => undefined);
+        throw err;
+      }
+      const t: Task = { id, bundle, rootfs: req.rootfs ?? [], mountedRootfs: mounted, init, execs: new Map(), paused: false };
+      tasks.set(id, t);
+      init.exited = watchExit(t, init, init.proc);
+      fs.writeFileSync(path.join(bundle, 'init.pid'), String(init.proc.pid));
+      await publisher.publish('/tasks/create', 'containerd.events.TaskCreate', {
+        container_id: id,
+        bundle,
+        rootfs: req.rootfs ?? [],
+        io: { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr, terminal: io.terminal },
+        checkpoint: '',
+        pid: init.proc.pid,
+      });
+      log(`created ${id} pid ${init.proc.pid} at ${Math.round(process.uptime() * 1000)} ms of shim uptime; create steps ${JSON.stringify(init.proc.timings)}`);
+      return { pid: init.proc.pid };
+    },
+
+    Start: async (req: Message) => {
+      const t = getTask(req.id);
+      const p = getProc(req.id, req.exec_id);
+      if (finished(p)) throw new BerthError('FailedPrecondition', `process ${p.execId || t.id} has already exited`);
+      const pid = await p.proc.start();
+      if (p.execId) await publisher.publish('/tasks/exec-started', 'containerd.events.TaskExecStarted', { container_id: t.id, exec_id: p.execId, pid });
+      else await publisher.publish('/tasks/start', 'containerd.events.TaskStart', { container_id: t.id, pid });
+      return { pid };
+    },
+
+    State: async (req: Message) => state(getTask(req.id), getProc(req.id, req.exec_id)),
+
+    Wait: async (req: Message) => {
+      const p = getProc(req.id, req.exec_id);
+      await p.proc.wait();
+      await p.exited;
+      return { exit_status: p.exit?.status ?? 0, exited_at: p.exit?.at ?? nowTimestamp() };
+    },
+
+    Kill: async (req: Message) => {
+      const t = getTask(req.id);
+      const p = getProc(req.id, req.exec_id);
+      if (finished(p) && !(req.all && !p.execId)) throw new BerthError('NotFound', 'process already finished', { verbatim: true });
+      try {
+        if (!p.execId) await (p.proc as Container).kill(req.signal || 15, { all: !!req.all });
+        else await p.proc.kill(req.signal || 15);
+      } catch (err) {
+        if (err instanceof BerthError && err.kind === 'NotFound') throw new BerthError('NotFound', 'process already finished', { verbatim: true });
+        throw err;
+      }
+      if (t.paused && !p.execId && (req.signal === 9 || req.all)) {
+        /* a frozen cgroup keeps SIGKILL pending; runc thaws too */
+        await (t.init.proc as Container).cgroup?.thaw().catch(() => undefined);
+        t.paused = false;
+      }
+      return {};
+    },
+
+    Exec: async (req: Message) => {
+      const t = getTask(req.id);
+      const execId: string = req.exec_id;
+      if (t.execs.has(execId)) throw new BerthError('AlreadyExists', `id ${execId}`);
+      const spec = JSON.parse(Buffer.from(req.spec?.value ?? '').toString() || '{}');
+      const io: Io = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: !!req.terminal };
+      if (req.terminal) spec.terminal = true;
+      const p = await makeProc(t, execId, io, (stdio) =>
+        execProcess(t.init.proc as Container, spec, { id: execId, stdio, stateDir: path.join(t.bundle, '.berth'), validate: { allowUnsupported: ['process.apparmorProfile', 'process.selinuxLabel'] } }),
+      );
+      t.execs.set(execId, p);
+      p.exited = watchExit(t, p, p.proc);
+      await publisher.publish('/tasks/exec-added', 'containerd.events.TaskExecAdded', { container_id: t.id, exec_id: execId });
+      return {};
+    },
+
+    Pids: async (req: Message) => {
+      const t = getTask(req.id);
+      const cg = (t.init.proc as Container).cgroup;
+      const pids = cg ? await cg.procs() : finished(t.init) ? [] : [t.init.proc.pid];
+      const byPid = new Map<number, string>();
+      for (const e of t.execs.values()) if (!finished(e)) byPid.set(e.proc.pid, e.execId);
+      return {
+        processes: pids.map((pid) => {
+          const execId = byPid.get(pid);
+          return execId ? { pid, info: toAny('containerd.runc.v1.ProcessDetails', { exec_id: execId }) } : { pid };
+        }),
+      };
+    },
+
+    Pause: async (req: Message) => {
+      const t = getTask(req.id);
+      const cg = (t.init.proc as Container).cgroup;
+      if (!cg) throw new BerthError('FailedPrecondition', 'container has no cgroup');
+      await cg.freeze();
+      t.paused = true;
+      await publisher.publish('/tasks/paused', 'containerd.events.TaskPaused', { container_id: t.id });
+      return {};
+    },
+
+    Resume: async (req: Message) => {
+      const t = getTask(req.id);
+      const cg = (t.init.proc as Container).cgroup;
+      if (!cg) throw new BerthError('FailedPrecondition', 'container has no cgroup');
+      await cg.thaw();
+      t.paused = false;
+      await publisher.publish('/tasks/resumed', 'containerd.events.TaskResumed', { container_id: t.id });
+      return {};
+    },
+
+    Stats: async (req: Message) => {
+      const t = getTask(req.id);
+      const cg = (t.init.proc as Container).cgroup;
+      if (!cg) throw new BerthError('NotFound', 'container has no cgroup');
+      const metrics = await cg.stats();
+      return { stats: toAny(cg.metricsType, metrics as unknown as Message) };
+    },
+
+    CloseIO: async (req: Message) => {
+      const p = getProc(req.id, req.exec_id);
+      if (req.stdin) p.closeStdin?.();
+      return {};
+    },
+
+    ResizePty: async (req: Message) => {
+      const p = getProc(req.id, req.exec_id);
+      if (p.exit) throw new BerthError('Unknown', 'cannot resize a stopped container', { verbatim: true });
+      if (!p.proc.pty) throw new BerthError('FailedPrecondition', 'tty not found', { verbatim: true });
+      try {
+        p.proc.pty.resize({ rows: req.height, cols: req.width });
+      } catch (err) {
+        if (!finished(p)) throw err; // the process is gone, its output still being copied
+      }
+      return {};
+    },
+
+    Update: async (req: Message) => {
+      const t = getTask(req.id);
+      const cg = (t.init.proc as Container).cgroup;
+      if (!cg) throw new BerthError('FailedPrecondition', 'container has no cgroup');
+      const resources = JSON.parse(Buffer.from(req.resources?.value ?? '').toString() || '{}');
+      await cg.update(resources);
+      return {};
+    },
+
+    Delete: async (req: Message) => {
+      const t = getTask(req.id);
+      if (req.exec_id) {
+        const p = getProc(req.id, req.exec_id);
+        if (p.proc.status === 'running' && !finished(p)) throw new BerthError('FailedPrecondition', `process ${p.execId} must be stopped before deletion`);
+        const s = await p.proc.delete({ force: true });
+        await p.exited.catch(() => undefined);
+        t.execs.delete(p.execId);
+        return { pid: p.proc.pid, exit_status: p.exit?.status ?? s.exitStatus, exited_at: p.exit?.at ?? toTimestamp(s.exitedAt) };
+      }
+      const p = t.init;
+      if (p.proc.status === 'running' && !finished(p)) throw new BerthError('FailedPrecondition', `cannot delete running task ${t.id}`);
+      for (const e of t.execs.values()) await e.proc.delete({ force: true }).catch(() => undefined);
+      const s = await (p.proc as Container).delete({ force: true });
+      await Promise.race([p.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
+      if (t.mountedRootfs) await unmountAll(t.mountedRootfs).catch((err) => log(`unmount ${t.mountedRootfs}: ${(err as Error).message}`));
+      fs.rmSync(path.join(t.bundle, 'init.pid'), { force: true });
+      fs.rmSync(path.join(t.bundle, '.berth'), { recursive: true, force: true });
+      tasks.delete(t.id);
+      const res = { pid: p.proc.pid, exit_status: p.exit?.status ?? s.exitStatus, exited_at: p.exit?.at ?? toTimestamp(s.exitedAt) };
+      await publisher.publish('/tasks/delete', 'containerd.events.TaskDelete', { container_id: t.id, id: '', ...res });
+      return res;
+    },
+
+    Connect: async (req: Message) => {
+      const t = tasks.get(req.id);
+      return { shim_pid: process.pid, task_pid: t ? t.init.proc.pid : 0, version: '' };
+    },
+
+    Shutdown: async (req: Message) => {
+      if (tasks.size > 0 && !req.now) return {};
+      if (!shuttingDown) {
+        shuttingDown = true;
+        setImmediate(() => exitNow(sock));
+      }
+      return {};
+    },
+  };
+
+  const server = new TtrpcServer();
+  server.register({ name: 'containerd.task.v2.Task', handlers });
+  fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o711 });
+  await server.listen(sock, { mode: 0o600 });
+  // a warm init worker for the Create that follows at once (its isolate boots off this thread)
+  warmed = sharedRuntime().pool.prewarm().catch(() => undefined);
+  log(`listening at ${Math.round(process.uptime() * 1000)} ms of shim uptime`);
+  process.title = `containerd-shim-berth-v1 -namespace ${ns} -id ${f.id}`;
+  // tell `start` we listen
+  try {
+    fs.writeSync(3, 'ok');
+    fs.closeSync(3);
+  } catch {
+    /* started by hand */
+  }
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      if (tasks.size === 0) exitNow(sock);
+    });
+  }
+}
