@@ -1,12 +1,7 @@
 // berth run: what ctr run does, client-side as ctr does it — pull the image if missing, build
 // the spec from the image config, prepare the container's snapshot, create the container and
 // its task with stdio FIFOs, start it, relay stdio, wait, and with --rm remove everything.
-import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import type { Command } from 'commander';
 import {
   generateSpec,
@@ -22,6 +17,7 @@ import {
 } from '../../runtime/oci/defaults';
 import type { Context } from '../context';
 import type { Client } from '../client';
+import { ClientStdio, wantsStdin } from '../stdio';
 
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
 const RUNC_OPTIONS = { type_url: 'containerd.runc.v1.Options', value: Buffer.alloc(0) };
@@ -75,40 +71,6 @@ function parseMount(text: string) {
     source: kv.src ?? kv.source ?? '',
     destination: kv.dst ?? kv.destination,
     options: kv.options ? kv.options.split(':') : ['rbind', 'rw'],
-  };
-}
-
-function mkfifo(file: string): void {
-  execFileSync('mkfifo', ['-m', '0600', file]);
-}
-
-/**
- * Copies a FIFO to `out` until the shim closes its end. The read-only open waits (in libuv's
- * thread pool, not the event loop) for the shim to open the FIFO for writing, so EOF means the
- * process's output is complete.
- */
-function pipeFrom(file: string, out: NodeJS.WritableStream): { done: Promise<void>; close: () => void } {
-  let sock: net.Socket | undefined;
-  let closed = false;
-  const done = fs.promises.open(file, fs.constants.O_RDONLY).then(
-    (fh) =>
-      new Promise<void>((resolve) => {
-        if (closed) {
-          void fh.close();
-          return resolve();
-        }
-        sock = new net.Socket({ fd: fh.fd, readable: true, writable: false });
-        sock.pipe(out, { end: false });
-        sock.on('close', () => resolve());
-        sock.on('error', () => resolve());
-      }),
-  );
-  return {
-    done,
-    close: () => {
-      closed = true;
-      sock?.destroy();
-    },
   };
 }
 
@@ -170,60 +132,22 @@ export function register(program: Command, context: () => Context): void {
       });
       const { mounts } = await client.unary('snapshots', 'Mounts', { snapshotter: opts.snapshotter, key: id });
 
-      // stdio FIFOs, created by the client as containerd's clients do.
-      const fifoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-fifo-'));
-      const io = { stdin: '', stdout: '', stderr: '' };
-      const relays: Array<ReturnType<typeof pipeFrom>> = [];
-      if (!opts.detach) {
-        io.stdout = path.join(fifoDir, `${id}-stdout`);
-        mkfifo(io.stdout);
-        relays.push(pipeFrom(io.stdout, process.stdout));
-        if (!opts.tty) {
-          io.stderr = path.join(fifoDir, `${id}-stderr`);
-          mkfifo(io.stderr);
-          relays.push(pipeFrom(io.stderr, process.stderr));
-        }
-        if (opts.tty || !process.stdin.isTTY) {
-          io.stdin = path.join(fifoDir, `${id}-stdin`);
-          mkfifo(io.stdin);
-        }
-      }
+      const stdio = opts.detach ? undefined : new ClientStdio(id, !!opts.tty, wantsStdin(!!opts.tty));
+      const io = stdio?.paths ?? { stdin: '', stdout: '', stderr: '' };
       await client.unary('tasks', 'Create', { container_id: id, rootfs: mounts, terminal: !!opts.tty, ...io });
       const waiting = opts.detach ? undefined : client.unary('tasks', 'Wait', { container_id: id });
       await client.unary('tasks', 'Start', { container_id: id });
 
-      if (io.stdin) {
-        const fd = fs.openSync(io.stdin, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-        const sink = new net.Socket({ fd, readable: false, writable: true });
-        if (opts.tty && process.stdin.isTTY) process.stdin.setRawMode(true);
-        process.stdin.pipe(sink);
-        process.stdin.on('end', () => {
-          void client.unary('tasks', 'CloseIO', { container_id: id, stdin: true }).catch(() => undefined);
-        });
-      }
-      if (opts.tty && process.stdout.isTTY) {
-        const resize = () =>
-          void client.unary('tasks', 'ResizePty', { container_id: id, width: process.stdout.columns, height: process.stdout.rows }).catch(() => undefined);
-        resize();
-        process.stdout.on('resize', resize);
-      }
-      if (opts.detach) {
-        fs.rmSync(fifoDir, { recursive: true, force: true });
-        return;
-      }
+      if (opts.detach) return;
+      stdio!.attach(client, { container_id: id });
       const status = await waiting!;
-      // Output is complete when the shim closes the FIFOs (bounded, should one stay open).
-      await Promise.race([Promise.all(relays.map((r) => r.done)), new Promise((r) => setTimeout(r, 5000))]);
-      for (const r of relays) r.close();
-      if (opts.tty && process.stdin.isTTY) process.stdin.setRawMode(false);
-      process.stdin.unpipe();
-      process.stdin.pause();
+      // Deleting the task makes the shim close its ends of the FIFOs (as ctr run does).
+      await client.unary('tasks', 'Delete', { container_id: id });
+      await stdio!.finish();
       if (opts.rm) {
-        await client.unary('tasks', 'Delete', { container_id: id });
         await client.unary('snapshots', 'Remove', { snapshotter: opts.snapshotter, key: id }).catch(() => undefined);
         await client.unary('containers', 'Delete', { id });
       }
-      fs.rmSync(fifoDir, { recursive: true, force: true });
       if (status.exit_status) process.exitCode = status.exit_status;
     });
 }

@@ -3,6 +3,8 @@ import { fromAny } from '../../proto/codec';
 import { formatTable } from '../table';
 import type { Context } from '../context';
 import { signalNumber } from '../signals';
+import { ClientStdio, wantsStdin } from '../stdio';
+import * as crypto from 'node:crypto';
 
 export function register(program: Command, context: () => Context): void {
   const tasks = program.command('tasks').alias('task').alias('t').description('manage tasks (the running side of containers)');
@@ -96,5 +98,72 @@ export function register(program: Command, context: () => Context): void {
         const res = await ctx.client.unary('tasks', 'Delete', { container_id: id });
         ctx.out(ctx.json ? JSON.stringify(res) + '\n' : `${id}\n`);
       }
+    });
+
+  tasks
+    .command('start')
+    .description("start a container's task (foreground unless -d)")
+    .option('-d, --detach', 'return once the task runs')
+    .option('-t, --tty', 'allocate a terminal')
+    .argument('<id>')
+    .action(async (id: string, opts: { detach?: boolean; tty?: boolean }) => {
+      const ctx = context();
+      const client = ctx.client;
+      const { container } = await client.unary('containers', 'Get', { id });
+      const rootfs = container.snapshot_key
+        ? (await client.unary('snapshots', 'Mounts', { snapshotter: container.snapshotter, key: container.snapshot_key })).mounts
+        : [];
+      const stdio = opts.detach ? undefined : new ClientStdio(id, !!opts.tty, wantsStdin(!!opts.tty));
+      await client.unary('tasks', 'Create', { container_id: id, rootfs, terminal: !!opts.tty, ...(stdio?.paths ?? {}) });
+      const waiting = opts.detach ? undefined : client.unary('tasks', 'Wait', { container_id: id });
+      await client.unary('tasks', 'Start', { container_id: id });
+      if (!stdio) return;
+      stdio.attach(client, { container_id: id });
+      const status = await waiting!;
+      // Deleting the task makes the shim close its ends of the FIFOs.
+      await client.unary('tasks', 'Delete', { container_id: id });
+      await stdio.finish();
+      if (status.exit_status) process.exitCode = status.exit_status;
+    });
+
+  tasks
+    .command('exec')
+    .description('run another process in a running task')
+    .passThroughOptions()
+    .option('-t, --tty', 'allocate a terminal')
+    .option('--exec-id <id>', 'the process id (generated when absent)')
+    .option('--cwd <dir>', 'working directory')
+    .option('--env <K=V>', 'environment variable (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .argument('<id>')
+    .argument('<command...>')
+    .action(async (id: string, command: string[], opts: { tty?: boolean; execId?: string; cwd?: string; env: string[] }) => {
+      const ctx = context();
+      const client = ctx.client;
+      const { container } = await client.unary('containers', 'Get', { id });
+      // The exec process starts from the container's own process spec, as ctr does.
+      const spec = JSON.parse(Buffer.from(container.spec.value).toString());
+      const processSpec = { ...spec.process, args: command, terminal: !!opts.tty, cwd: opts.cwd ?? spec.process?.cwd ?? '/' };
+      if (opts.env.length) processSpec.env = [...(processSpec.env ?? []), ...opts.env];
+      const execId = opts.execId ?? `exec-${crypto.randomBytes(6).toString('hex')}`;
+      const stdio = new ClientStdio(execId, !!opts.tty, wantsStdin(!!opts.tty));
+      const ids = { container_id: id, exec_id: execId };
+      try {
+        await client.unary('tasks', 'Exec', {
+          ...ids,
+          terminal: !!opts.tty,
+          ...stdio.paths,
+          spec: { type_url: 'types.containerd.io/opencontainers/runtime-spec/1/Process', value: Buffer.from(JSON.stringify(processSpec)) },
+        });
+      } catch (err) {
+        stdio.close();
+        throw err;
+      }
+      const waiting = client.unary('tasks', 'Wait', ids);
+      await client.unary('tasks', 'Start', ids);
+      stdio.attach(client, ids);
+      const status = await waiting;
+      await client.unary('tasks', 'DeleteProcess', ids).catch(() => undefined);
+      await stdio.finish();
+      if (status.exit_status) process.exitCode = status.exit_status;
     });
 }

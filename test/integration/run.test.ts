@@ -53,9 +53,26 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     expect(r.status).toBe(0);
   });
 
-  test('-d leaves the task running', async () => {
+  test('-d leaves the task running; tasks exec runs in it with stdio and exit status', async () => {
     await berth('run', '-d', ref, 'bg', '/bin/busybox', 'sleep', '1000');
     expect((await berth('tasks', 'ls')).split('\n').find((l) => l.startsWith('bg'))).toMatch(/RUNNING$/);
+    const r = spawnSync(process.execPath, [BERTH, '--address', daemon.address, 'tasks', 'exec', 'bg', '/bin/busybox', 'sh', '-c', 'cat; echo pid1=$(cat /proc/1/cmdline | tr "\\0" " "); exit 5'], {
+      input: 'in-exec\n',
+      timeout: 60_000,
+    });
+    expect(r.stdout.toString()).toBe('in-exec\npid1=/bin/busybox sleep 1000\n');
+    expect(r.status).toBe(5);
     await berth('tasks', 'kill', '-s', 'KILL', 'bg');
+  });
+
+  test('tasks start runs a created container in the foreground', async () => {
+    await berth('run', '-d', ref, 'fg', '/bin/busybox', 'echo', 'again');
+    await berth('tasks', 'rm', '-f', 'fg').catch(() => undefined);
+    const r = spawnSync(process.execPath, [BERTH, '--address', daemon.address, 'tasks', 'start', 'fg'], { timeout: 60_000 });
+    expect(r.stderr.toString()).toBe('');
+    expect(r.stdout.toString()).toBe('again\n');
+    expect(r.status).toBe(0);
+    expect((await berth('tasks', 'ls', '-q')).split('\n')).not.toContain('fg');
+    await berth('containers', 'rm', 'fg');
   });
 });
