@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { decode, encode, type AnyMessage, type Message } from '../../proto/codec';
 import { BerthError } from '../../services/errdefs';
 import { TtrpcClient, type CallOptions } from '../ttrpc';
+import { setCloexec } from '../native/fs';
 
 const TASK_SERVICE = 'containerd.task.v2.Task';
 
@@ -26,11 +27,28 @@ export interface ShimLaunch {
   log: Logger;
 }
 
+/**
+ * Marks every descriptor above stdio close-on-exec. libuv opens its own that way, but native
+ * modules (leveldb's files) do not, and shims would otherwise inherit berthd's database files.
+ */
+function closeOnExecAll(): void {
+  for (const name of fs.readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    if (fd <= 2) continue;
+    try {
+      setCloexec(fd, true);
+    } catch {
+      // the directory's own descriptor, already closed
+    }
+  }
+}
+
 /** Runs `<shim> … <action>` in the bundle and returns its combined output (trimmed), failing with it. */
 function runShimCommand(launch: ShimLaunch, action: 'start' | 'delete', stdin?: Buffer, timeoutMs = 30_000): Promise<Buffer> {
   const args = ['-namespace', launch.namespace, '-address', launch.grpcAddress, '-publish-binary', launch.publishBinary, '-id', launch.id];
   if (action === 'delete') args.push('-bundle', launch.bundle);
   args.push(action);
+  closeOnExecAll();
   return new Promise((resolve, reject) => {
     const child = spawn(launch.binary, args, {
       cwd: launch.bundle,
