@@ -32,6 +32,7 @@ import { startDaemon, cleanup, tempDir, sleep, type TestDaemon } from '../test/h
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { skopeoCopy } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
+import { cacheDir, median, rng, timed } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -45,25 +46,7 @@ interface CachedLayer {
   source: string;
 }
 
-function cacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  const d = path.join(base, 'berth-bench');
-  fs.mkdirSync(d, { recursive: true });
-  return d;
-}
 
-/** xorshift32 */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 /**
  * The synthetic rootfs as tar chunks. Content comes from two pools: text-like (words, compresses
@@ -204,16 +187,7 @@ async function buildLayer(): Promise<CachedLayer> {
   return layer;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
 
 /** Number of snapshot directories on disk under an overlay snapshotter root (`…/snapshots/<id>`). */
 function snapshotDirs(daemonRoot: string): number {

@@ -31,6 +31,7 @@ import { startDaemon, cleanup, BERTH, type TestDaemon } from '../test/helpers/da
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
+import { cacheDir, median, rng, timed } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -43,25 +44,7 @@ interface CachedLayer {
   whiteouts: number;
 }
 
-function cacheDir(): string {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  const d = path.join(base, 'berth-bench');
-  fs.mkdirSync(d, { recursive: true });
-  return d;
-}
 
-/** xorshift32 */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const WORDS = ['the', 'package', 'debian', 'copyright', 'license', 'GNU', 'General', 'Public', 'free', 'software', 'version', 'usr', 'lib', 'share',
   'doc', 'changelog', 'upstream', 'maintainer', 'depends', 'libc6', 'amd64', 'config', 'files', 'under', 'terms', 'of', 'Foundation', 'either', '2', '3'];
@@ -240,16 +223,7 @@ async function buildMediumLayers(): Promise<CachedLayer[]> {
   return layers;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t) / 1e9;
-}
 
 /** `node dist/cli/main.js --address <sock> -n <ns> …args` */
 function berth(address: string, ns: string, args: string[], timeoutMs = 180_000): Promise<void> {
