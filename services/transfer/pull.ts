@@ -13,8 +13,9 @@
 //     /images/update published.
 //
 // Differences from ctr: the image is recorded after the unpack (a layer that fails to apply
-// fails the pull with no image left behind); a transient registry failure keeps the lease (it
-// expires by itself) so that the next pull resumes the partial downloads instead of restarting.
+// fails the pull with no image left behind); a transient registry failure or a cancelled pull
+// (client gone) keeps the lease (it expires by itself) so that the next pull skips the blobs
+// already committed and resumes the partial downloads instead of restarting.
 import type { Logger } from 'pino';
 import { BerthError, isAlreadyExists } from '../errdefs';
 import type { Publisher } from '../events/exchange';
@@ -286,7 +287,9 @@ export async function pullImage(deps: PullDeps, ns: string, opts: PullOptions, p
     const image = await recordImage(metadata, deps.events, ns, record);
     return image;
   } catch (err) {
-    keepLease = isTransient(err);
+    // A cancelled pull (the client went away) is an interruption like a network failure: the
+    // blobs committed so far and the partial ingests stay under the lease for the next pull.
+    keepLease = isTransient(err) || !!signal?.aborted || (err instanceof BerthError && err.kind === 'Canceled');
     throw err;
   } finally {
     if (!opts.client) client.close();
