@@ -372,7 +372,9 @@ async function main(): Promise<void> {
     await registry?.stop();
     // runc's per-namespace state directories (containerd-shim-runc-v2's default runc root), if empty
     for (const ns of [`${nsBase}-c`, `${nsBase}-b`]) {
-      for (const root of ['/run/containerd/runc', '/run/runc']) {
+      // …and the empty cgroup parents runc leaves (cgroupsPath /<namespace>/<id>) in every hierarchy
+      const cgroupParents = fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgroup').map((h) => path.join('/sys/fs/cgroup', h)) : [];
+      for (const root of ['/run/containerd/runc', '/run/runc', ...cgroupParents]) {
         try {
           fs.rmdirSync(path.join(root, ns));
         } catch {
