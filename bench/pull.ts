@@ -31,7 +31,7 @@ import { startDaemon, cleanup, BERTH, type TestDaemon } from '../test/helpers/da
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
-import { cacheDir, median, rng, timed } from './common';
+import { cacheDir, median, reportPeers, rng, stopPeers, timed } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -394,22 +394,11 @@ async function main(): Promise<void> {
     process.stdout.write(out);
     if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
   } catch (err) {
-    if (berthd) {
-      const p = berthd.proc;
-      process.stderr.write(`berthd: ${p && p.exitCode === null && p.signalCode === null ? 'running' : `exited (${p?.exitCode ?? p?.signalCode})`}; stderr tail:\n${berthd.stderr.slice(-3000)}\n`);
-    }
-    if (containerd) process.stderr.write(`containerd: ${containerd.running ? 'running' : 'exited'}; stderr tail:\n${containerd.stderr.slice(-2000)}\n`);
+    reportPeers({ berthd, containerd });
     throw err;
   } finally {
     for (const l of layouts) l.remove();
-    await containerd?.stop();
-    if (berthd) {
-      const dir = berthd.dir;
-      await berthd.kill();
-      unmountUnder(dir);
-      await cleanup(berthd);
-    }
-    await registry?.stop();
+    await stopPeers({ registry, containerd, berthd });
   }
 }
 

@@ -27,7 +27,7 @@ import { startDaemon, cleanup, sleep, waitFor, type TestDaemon } from '../test/h
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, type PeerContainerd } from '../test/helpers/containerd';
-import { median, timed } from './common';
+import { median, timed, reportPeers, stopPeers } from './common';
 
 const RUNC = 'io.containerd.runc.v2';
 const BERTH_SHIM = 'io.containerd.berth.v1';
@@ -343,11 +343,7 @@ async function main(): Promise<void> {
     process.stdout.write(out);
     if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
   } catch (err) {
-    if (berthd) {
-      const p = berthd.proc;
-      process.stderr.write(`berthd: ${p && p.exitCode === null && p.signalCode === null ? 'running' : `exited (${p?.exitCode ?? p?.signalCode})`}; stderr tail:\n${berthd.stderr.slice(-3000)}\n`);
-    }
-    if (containerd) process.stderr.write(`containerd: ${containerd.running ? 'running' : 'exited'}; stderr tail:\n${containerd.stderr.slice(-2000)}\n`);
+    reportPeers({ berthd, containerd });
     throw err;
   } finally {
     image?.remove();
@@ -362,14 +358,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    await containerd?.stop();
-    if (berthd) {
-      const dir = berthd.dir;
-      await berthd.kill();
-      unmountUnder(dir);
-      await cleanup(berthd);
-    }
-    await registry?.stop();
+    await stopPeers({ registry, containerd, berthd });
     // runc's per-namespace state directories (containerd-shim-runc-v2's default runc root), if empty
     for (const ns of [`${nsBase}-c`, `${nsBase}-b`]) {
       // …and the empty cgroup parents runc leaves (cgroupsPath /<namespace>/<id>) in every hierarchy

@@ -1,6 +1,7 @@
 // Small helpers for tests that talk to berthd through the CLI's client.
 import * as crypto from 'node:crypto';
 import { ApiError, type Client } from '../../cli/client';
+import { BerthError } from '../../services/errdefs';
 
 export const sha256 = (b: Buffer | string) => `sha256:${crypto.createHash('sha256').update(b).digest('hex')}`;
 
@@ -47,4 +48,21 @@ export async function putBlob(
     headers,
   );
   return sha256(buf);
+}
+
+/** The BerthError an in-process call (no gRPC in between) must fail with. */
+export async function berthFailure(p: Promise<unknown>): Promise<BerthError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof BerthError) return err;
+    throw err;
+  }
+  throw new Error('expected a failure');
+}
+
+export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(c as Buffer);
+  return Buffer.concat(parts);
 }

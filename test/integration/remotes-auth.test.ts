@@ -8,22 +8,8 @@ import { BerthError } from '../../services/errdefs';
 import { RegistryClient, parseManifest, type RegistryClientOptions } from '../../services/remotes';
 import { buildImage, pushImage, skopeoCopy, skopeoInspectRaw, type TestImage } from '../helpers/images';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { berthFailure as failure, readAll } from '../helpers/calls';
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('token authentication', () => {
   let reg: TestRegistry | undefined;

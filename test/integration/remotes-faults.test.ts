@@ -10,22 +10,8 @@ import { BerthError } from '../../services/errdefs';
 import { MediaType, RegistryClient, TransferInterruptedError, type RegistryClientOptions } from '../../services/remotes';
 import { buildImage, skopeoCopy, type TestImage } from '../helpers/images';
 import { freePort, startFaultProxy, startRegistry, type FaultProxy, type TestRegistry } from '../helpers/registry';
+import { berthFailure as failure, readAll } from '../helpers/calls';
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('registry client under injected faults', () => {
   let reg: TestRegistry | undefined;

@@ -25,22 +25,8 @@ import {
 } from '../../services/remotes';
 import { buildImage, otherPlatform, pushImage, skopeoCopy, skopeoInspectRaw, type TestImage } from '../helpers/images';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { berthFailure as failure, readAll } from '../helpers/calls';
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('registry client against docker-registry', () => {
   let reg: TestRegistry | undefined;

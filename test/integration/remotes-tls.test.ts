@@ -8,22 +8,8 @@ import { BerthError } from '../../services/errdefs';
 import { RegistryClient, type RegistryClientOptions } from '../../services/remotes';
 import { buildImage, pushImage, type TestImage } from '../helpers/images';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { berthFailure as failure, readAll } from '../helpers/calls';
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of stream) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function failure(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a failure');
-}
 
 describe('TLS with a custom CA and client certificates', () => {
   let reg: TestRegistry | undefined;
