@@ -50,7 +50,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       timeout: 60_000,
     });
     expect(r.stdout.toString().split('\n')).toEqual(['from-stdin', 'hi', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', '']);
-    expect(r.status).toBe(0);
+    expect({ status: r.status, stderr: r.stderr.toString() }).toEqual({ status: 0, stderr: '' });
   });
 
   test('-d leaves the task running; tasks exec runs in it with stdio and exit status', async () => {
@@ -61,7 +61,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       timeout: 60_000,
     });
     expect(r.stdout.toString()).toBe('in-exec\npid1=/bin/busybox sleep 1000\n');
-    expect(r.status).toBe(5);
+    expect({ status: r.status, stderr: r.stderr.toString() }).toEqual({ status: 5, stderr: '' });
     await berth('tasks', 'kill', '-s', 'KILL', 'bg');
   });
 
@@ -71,7 +71,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     const r = spawnSync(process.execPath, [BERTH, '--address', daemon.address, 'tasks', 'start', 'fg'], { timeout: 60_000 });
     expect(r.stderr.toString()).toBe('');
     expect(r.stdout.toString()).toBe('again\n');
-    expect(r.status).toBe(0);
+    expect({ status: r.status, stderr: r.stderr.toString() }).toEqual({ status: 0, stderr: '' });
     expect((await berth('tasks', 'ls', '-q')).split('\n')).not.toContain('fg');
     await berth('containers', 'rm', 'fg');
   });
