@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { nowTimestamp, type AnyMessage, type Message } from '../../proto/codec';
 import { BerthError } from '../../services/errdefs';
 import type { Exchange } from '../../services/events/exchange';
+import { SOCKET_DIR } from '../shim/main';
+import { stopSpare } from '../shim/spare';
 import { TtrpcServer, socketPathOf } from '../ttrpc';
 import { bundlePaths, createBundle, listBundles, openShimLog, removeBundle, type BundlePaths } from './bundle';
 import { Shim, type ShimLaunch } from './shim';
@@ -223,7 +225,9 @@ export class TaskManager {
       removeBundle(paths);
       // A shim that died cannot remove its socket; one still serving other tasks keeps it.
       if (address && ![...this.tasks.values()].some((t) => t.shim.address === address)) {
-        fs.rmSync(socketPathOf(address), { force: true });
+        const sock = socketPathOf(address);
+        // berth shims own a directory (sock, pid); other shims just a socket
+        fs.rmSync(path.basename(sock) === 'sock' ? path.dirname(sock) : sock, { recursive: true, force: true });
       }
     }
     return result;
@@ -296,6 +300,8 @@ export class TaskManager {
   /** Closes connections (shims and their tasks keep running) and the events server. */
   async close(): Promise<void> {
     this.closing = true;
+    // our spare berth shim would only wait for a daemon that is gone
+    stopSpare(SOCKET_DIR, this.opts.grpcAddress);
     await Promise.all([...this.tasks.values()].map((t) => t.shim.close().catch(() => undefined)));
     for (const close of this.closeLogs.values()) close();
     this.closeLogs.clear();

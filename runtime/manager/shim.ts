@@ -66,7 +66,8 @@ function runShimCommand(launch: ShimLaunch, action: 'start' | 'delete', stdin?: 
       clearTimeout(timer);
       reject(new BerthError('FailedPrecondition', `start shim ${launch.binary}: ${e.message}`));
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': the output may still be in the pipe when the process has exited
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       const stdout = Buffer.concat(out);
       if (code === 0) resolve(stdout);

@@ -27,6 +27,26 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The directory (socket, pid) of a shim that died; a grouped shim still alive keeps it. */
+function removeDeadShimDir(bundle: string): void {
+  let sock: string;
+  try {
+    sock = fs.readFileSync(path.join(bundle, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+  } catch {
+    return;
+  }
+  if (path.basename(sock) !== 'sock') return; // not a shim directory of ours
+  const dir = path.dirname(sock);
+  let shimPid = 0;
+  try {
+    shimPid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
+  } catch {
+    /* never listened, or already gone */
+  }
+  if (shimPid > 0 && alive(shimPid)) return;
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 export async function cleanupCommand(f: ShimFlags): Promise<void> {
   const bundle = f.bundle || process.cwd();
   let pid = 0;
@@ -89,6 +109,7 @@ export async function cleanupCommand(f: ShimFlags): Promise<void> {
     }
   }
   fs.rmSync(path.join(bundle, 'init.pid'), { force: true });
+  removeDeadShimDir(bundle);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { encode, nowTimestamp } = require('../../proto/codec') as typeof import('../../proto/codec');
   process.stdout.write(encode('containerd.task.v2.DeleteResponse', { pid, exit_status: 137, exited_at: nowTimestamp() }), () => process.exit(0));

@@ -1,13 +1,9 @@
-// containerd-shim-berth-v1: the shim v2 binary of runtime io.containerd.berth.v1 (containerd-wire §7).
-//   <bin> -namespace NS -address ADDR -publish-binary BIN -id ID start    → bootstrap, prints the address
-//   <bin> -namespace NS -address ADDR -publish-binary BIN -id ID -bundle B delete → cleanup after the shim
-//   <bin> -namespace NS -address ADDR -id ID                               → the long-lived shim (internal)
-// Only the daemon path loads the heavy modules; start and delete stay light (they are on the
-// critical path of every `ctr run --rm`).
-import { spawn } from 'node:child_process';
+// The Node side of containerd-shim-berth-v1 (runtime io.containerd.berth.v1, containerd-wire §7).
+// bin/containerd-shim-berth-v1 (sh) does `start` and the fast `delete`; it runs this file as
+//   main.js -namespace NS -address ADDR -id ID -socket unix://PATH          → the long-lived shim
+//   main.js -namespace NS -address ADDR -id ID -bundle B delete             → cleanup after a dead shim
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 
 export interface ShimFlags {
@@ -62,30 +58,11 @@ export function socketAddress(address: string, ns: string, group: string): strin
   return `unix://${SOCKET_DIR}/${hex}`;
 }
 
-function connectable(p: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection({ path: p });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-function openLog(bundle: string): number {
-  try {
-    return fs.openSync(path.join(bundle, 'log'), fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
-  } catch {
-    return fs.openSync('/dev/null', fs.constants.O_WRONLY);
-  }
-}
-
-/** Files the daemon leaked to us without close-on-exec (its database…) must not live on in the shim. */
+/** Files the launcher leaked to us without close-on-exec (a daemon's database…) must not live on in the shim. */
 function closeInheritedFiles(): void {
   for (const name of fs.readdirSync('/proc/self/fd')) {
     const fd = Number(name);
-    if (fd <= 2) continue;
+    if (fd <= 3) continue; // stdio and the readiness pipe
     try {
       const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
       if (target.startsWith('/') && !target.startsWith('/dev/') && !target.startsWith('/proc/')) fs.closeSync(fd);
@@ -95,55 +72,22 @@ function closeInheritedFiles(): void {
   }
 }
 
-async function start(f: ShimFlags): Promise<void> {
-  const bundle = process.cwd();
-  const address = socketAddress(f.address, f.namespace, groupOf(bundle, f.id));
-  const sock = address.slice('unix://'.length);
-  fs.mkdirSync(SOCKET_DIR, { recursive: true, mode: 0o711 });
-  if (!(await connectable(sock))) {
-    closeInheritedFiles();
-    const log = openLog(bundle);
-    const args = [__filename, '-namespace', f.namespace, '-id', f.id, '-address', f.address, '-socket', address];
-    if (f.debug) args.push('-debug');
-    const child = spawn(process.execPath, args, {
-      cwd: bundle,
-      detached: true,
-      stdio: ['ignore', log, log, 'pipe'],
-      env: process.env,
-    });
-    const ready = await new Promise<string>((resolve) => {
-      const chunks: Buffer[] = [];
-      const pipe = child.stdio[3] as net.Socket;
-      pipe.on('data', (d: Buffer) => chunks.push(d));
-      pipe.on('end', () => resolve(Buffer.concat(chunks).toString()));
-      pipe.on('error', () => resolve(Buffer.concat(chunks).toString()));
-      child.once('exit', (code, sig) => setTimeout(() => resolve(Buffer.concat(chunks).toString() || `shim exited (${sig ?? code})`), 50));
-    });
-    if (ready !== 'ok') {
-      process.stdout.write(`berth shim failed to start: ${ready}`);
-      process.exit(1);
-    }
-    child.unref();
-    (child.stdio[3] as net.Socket).destroy();
-    fs.closeSync(log);
-  }
-  fs.writeFileSync(path.join(bundle, 'address'), address);
-  process.stdout.write(address);
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const f = parseFlags(argv);
-  if (f.action === 'start') {
-    process.stdin.resume(); // the options Any: unused
-    process.stdin.on('error', () => undefined);
-    await start(f);
-    process.exit(0);
-  } else if (f.action === 'delete') {
+  if (f.action === 'delete') {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { cleanupCommand } = require('./cleanup') as typeof import('./cleanup');
     await cleanupCommand(f);
+  } else if (argv.includes('-spare')) {
+    closeInheritedFiles();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { runSpare } = require('./spare') as typeof import('./spare');
+    await runSpare(f, argv[argv.indexOf('-spare') + 1]!);
+  } else if (f.action) {
+    throw new Error(`unknown action ${JSON.stringify(f.action)}: bin/containerd-shim-berth-v1 runs start`);
   } else {
+    closeInheritedFiles();
     const i = argv.indexOf('-socket');
     const socket = i >= 0 ? argv[i + 1]! : socketAddress(f.address, f.namespace, groupOf(process.cwd(), f.id));
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -2,13 +2,15 @@
 // socket (one task, or a group), runs them in-process with runtime/init, and forwards task events
 // to the daemon's containerd.services.events.ttrpc.v1.Events at $TTRPC_ADDRESS.
 import * as fs from 'node:fs';
+import type * as net from 'node:net';
 import * as path from 'node:path';
-import { nowTimestamp, toAny, ZERO_TIMESTAMP, type Message, type Timestamp } from '../../proto/codec';
+import { encode, nowTimestamp, toAny, ZERO_TIMESTAMP, type Message, type Timestamp } from '../../proto/codec';
 import { BerthError } from '../../services/errdefs';
 import type { Handler } from '../../services/server/rpc';
 import { mountAll, unmountAll } from '../../snapshotter/mount';
 import { createContainer, execProcess, sharedRuntime, type Container, type ExecProcess } from '../init';
 import type { ExitStatus } from '../init';
+import type { OomWatcher } from '../cgroups/types';
 import { check, fn } from '../native/libc';
 import { TtrpcClient, TtrpcServer, socketPathOf } from '../ttrpc';
 import type { ShimFlags } from './main';
@@ -39,6 +41,8 @@ interface Task {
   init: Proc;
   execs: Map<string, Proc>;
   paused: boolean;
+  /** OOM notifications of the task's cgroup, forwarded as /tasks/oom */
+  oom?: OomWatcher;
 }
 
 const C = fs.constants;
@@ -63,7 +67,13 @@ class Publisher {
   private client: Promise<TtrpcClient> | undefined;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly address: string | undefined, private readonly ns: string) {}
+  constructor(private address: string | undefined, private ns: string) {}
+
+  /** A spare shim learns its daemon's event address and namespace only when it is claimed. */
+  identify(address: string | undefined, ns: string): void {
+    this.address = address;
+    this.ns = ns;
+  }
 
   private connect(): Promise<TtrpcClient> {
     if (!this.client) {
@@ -208,19 +218,38 @@ function copyPty(master: number, stdout: number | undefined): Promise<void> {
 }
 
 /** Exits at once: process.exit would wait for worker threads parked in native calls (the reaper's epoll_wait). */
-function exitNow(sock: string): void {
-  fs.rmSync(sock, { force: true });
+function exitNow(shimDir: string): void {
+  fs.rmSync(shimDir, { recursive: true, force: true });
   fn('void _exit(int)')(0);
 }
 
-export async function runShim(f: ShimFlags, address: string): Promise<void> {
+/** Who a shim serves: known from its flags, or, for a spare, from the claim `start` wrote. */
+export interface ShimIdentity {
+  namespace: string;
+  id: string;
+  ttrpcAddress: string | undefined;
+}
+
+export interface ShimPlacement {
+  /** Already listening at the address (a spare's); otherwise runShim binds it. */
+  listener?: net.Server;
+  /** The shim's own directory (socket, pid), wherever `start` has moved it since. */
+  dir?: () => string;
+}
+
+/**
+ * Serves the Task API at `address` (unix://<shim dir>/sock). The returned `identify` names the
+ * namespace and task of a spare shim once it is claimed.
+ */
+export async function runShim(f: ShimFlags, address: string, placement: ShimPlacement = {}): Promise<{ identify: (who: ShimIdentity) => void }> {
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
   process.on('SIGPIPE', () => undefined);
-  const ns = f.namespace;
+  let ns = f.namespace;
   const publisher = new Publisher(process.env.TTRPC_ADDRESS, ns);
   const tasks = new Map<string, Task>();
   const sock = socketPathOf(address);
+  const shimDir = placement.dir ?? (() => path.dirname(sock));
   let shuttingDown = false;
   let warmed: Promise<void> = Promise.resolve();
 
@@ -250,6 +279,21 @@ export async function runShim(f: ShimFlags, address: string): Promise<void> {
         exited_at: p.exit.at,
       });
     });
+
+  /** containerd's shims publish /tasks/oom whenever the kernel reports an OOM in the task's memory cgroup (docker's OOMKilled). */
+  const watchOom = (t: Task): OomWatcher | undefined => {
+    const cg = (t.init.proc as Container).cgroup;
+    if (!cg) return undefined;
+    try {
+      const w = cg.watchOom();
+      w.on('error', (err) => log(`oom watch of ${t.id}: ${err.message}`));
+      w.on('oom', () => void publisher.publish('/tasks/oom', 'containerd.events.TaskOOM', { container_id: t.id }));
+      return w;
+    } catch (err) {
+      log(`cannot watch ${t.id} for OOM: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
 
   const makeProc = async (
     t: { id: string },
@@ -337,6 +381,7 @@ export async function runShim(f: ShimFlags, address: string): Promise<void> {
       }
       const t: Task = { id, bundle, rootfs: req.rootfs ?? [], mountedRootfs: mounted, init, execs: new Map(), paused: false };
       tasks.set(id, t);
+      t.oom = watchOom(t);
       init.exited = watchExit(t, init, init.proc);
       fs.writeFileSync(path.join(bundle, 'init.pid'), String(init.proc.pid));
       await publisher.publish('/tasks/create', 'containerd.events.TaskCreate', {
@@ -487,13 +532,16 @@ export async function runShim(f: ShimFlags, address: string): Promise<void> {
       const p = t.init;
       if (p.proc.status === 'running' && !finished(p)) throw new BerthError('FailedPrecondition', `cannot delete running task ${t.id}`);
       for (const e of t.execs.values()) await e.proc.delete({ force: true }).catch(() => undefined);
+      t.oom?.close();
       const s = await (p.proc as Container).delete({ force: true });
       await Promise.race([p.exited.catch(() => undefined), new Promise((r) => setTimeout(r, 3000))]);
       if (t.mountedRootfs) await unmountAll(t.mountedRootfs).catch((err) => log(`unmount ${t.mountedRootfs}: ${(err as Error).message}`));
+      const res = { pid: p.proc.pid, exit_status: p.exit?.status ?? s.exitStatus, exited_at: p.exit?.at ?? toTimestamp(s.exitedAt) };
+      // The `delete` sub-command containerd runs after we exit answers with this, without Node.
+      fs.writeFileSync(path.join(t.bundle, '.delete-response'), encode('containerd.task.v2.DeleteResponse', res));
       fs.rmSync(path.join(t.bundle, 'init.pid'), { force: true });
       fs.rmSync(path.join(t.bundle, '.berth'), { recursive: true, force: true });
       tasks.delete(t.id);
-      const res = { pid: p.proc.pid, exit_status: p.exit?.status ?? s.exitStatus, exited_at: p.exit?.at ?? toTimestamp(s.exitedAt) };
       await publisher.publish('/tasks/delete', 'containerd.events.TaskDelete', { container_id: t.id, id: '', ...res });
       return res;
     },
@@ -507,7 +555,7 @@ export async function runShim(f: ShimFlags, address: string): Promise<void> {
       if (tasks.size > 0 && !req.now) return {};
       if (!shuttingDown) {
         shuttingDown = true;
-        setImmediate(() => exitNow(sock));
+        setImmediate(() => exitNow(shimDir()));
       }
       return {};
     },
@@ -515,22 +563,38 @@ export async function runShim(f: ShimFlags, address: string): Promise<void> {
 
   const server = new TtrpcServer();
   server.register({ name: 'containerd.task.v2.Task', handlers });
-  fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o711 });
-  await server.listen(sock, { mode: 0o600 });
+  if (placement.listener) {
+    server.serve(placement.listener);
+  } else {
+    fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o700 });
+    await server.listen(sock, { mode: 0o600 });
+    // `start` of a grouped task checks this pid to know the shim is alive
+    fs.writeFileSync(path.join(shimDir(), 'pid'), String(process.pid));
+  }
   // a warm init worker for the Create that follows at once (its isolate boots off this thread)
   warmed = sharedRuntime().pool.prewarm().catch(() => undefined);
   log(`listening at ${Math.round(process.uptime() * 1000)} ms of shim uptime`);
-  process.title = `containerd-shim-berth-v1 -namespace ${ns} -id ${f.id}`;
-  // tell `start` we listen
-  try {
-    fs.writeSync(3, 'ok');
-    fs.closeSync(3);
-  } catch {
-    /* started by hand */
+  const title = (id: string) => (process.title = `containerd-shim-berth-v1 -namespace ${ns} -id ${id}`);
+  title(f.id);
+  if (!placement.listener) {
+    // tell `start` we listen (fd 3 is its pipe; a spare has no such fd and nobody waiting)
+    try {
+      fs.writeSync(3, 'ok');
+      fs.closeSync(3);
+    } catch {
+      /* started by hand */
+    }
   }
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => {
-      if (tasks.size === 0) exitNow(sock);
+      if (tasks.size === 0) exitNow(shimDir());
     });
   }
+  return {
+    identify: (who: ShimIdentity) => {
+      ns = who.namespace;
+      publisher.identify(who.ttrpcAddress, who.namespace);
+      title(who.id);
+    },
+  };
 }

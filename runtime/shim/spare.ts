@@ -1,0 +1,134 @@
+// A spare shim: started ahead of need, with its modules loaded and an init worker warm, so that
+// the next `start` can hand it a task instead of paying a Node start (~150 ms here) on the
+// critical path. It lives in /run/berth/s/spare-<sha256(daemon address)>/ ({sock, pid}); the
+// `start` of bin/containerd-shim-berth-v1 claims it by renaming that directory to the task's
+// shim directory and writing a `claim` file (namespace, id, TTRPC address, bundle) before
+// printing the address, so the claim is there when the first connection arrives.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { ShimFlags } from './main';
+
+export const SPARE_IDLE_MS = 10 * 60_000;
+const WATCH_MS = 1000;
+
+/** Where the spare for a daemon (its gRPC address, as passed in -address) lives. */
+export function spareDir(socketDir: string, daemonAddress: string): string {
+  return path.join(socketDir, `spare-${createHash('sha256').update(daemonAddress).digest('hex')}`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Takes the spare's directory, unless a live spare already holds it. */
+function takeDir(dir: string): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let pid = 0;
+      try {
+        pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
+      } catch {
+        // a spare still starting has no pid file yet: leave it be
+        return false;
+      }
+      if (pid > 0 && alive(pid)) return false;
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return false;
+}
+
+/** Stops the spare of a daemon (its daemon is shutting down). */
+export function stopSpare(socketDir: string, daemonAddress: string): void {
+  const dir = spareDir(socketDir, daemonAddress);
+  try {
+    const pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10);
+    if (pid > 0) process.kill(pid, 'SIGTERM');
+  } catch {
+    // none
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
+  if (!takeDir(dir)) process.exit(0);
+  const dirFd = fs.openSync(dir, 'r');
+  // After the claim the directory has another name; the open descriptor still finds it.
+  const currentDir = () => fs.readlinkSync(`/proc/self/fd/${dirFd}`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { fn } = require('../native/libc') as typeof import('../native/libc');
+  const leave = () => {
+    try {
+      if (currentDir() === dir) fs.rmSync(dir, { recursive: true, force: true });
+    } finally {
+      fn('void _exit(int)')(0); // process.exit would wait for the warm worker
+    }
+  };
+  let watch: NodeJS.Timeout | undefined;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { runShim } = require('./service') as typeof import('./service');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { sharedRuntime } = require('../init') as typeof import('../init');
+    await sharedRuntime().pool.prewarm();
+    const sock = path.join(dir, 'sock');
+    const listener = net.createServer({ allowHalfOpen: false });
+    await new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(sock, () => resolve());
+    });
+    fs.chmodSync(sock, 0o600);
+    const shim = await runShim(f, `unix://${sock}`, { listener, dir: currentDir });
+    let claimed = false;
+    listener.prependListener('connection', (conn: net.Socket) => {
+      if (claimed) return;
+      const here = currentDir();
+      let claim: string[];
+      try {
+        claim = fs.readFileSync(path.join(here, 'claim'), 'utf8').split('\n');
+      } catch {
+        conn.destroy(); // nobody claimed us: not a connection for a task
+        return;
+      }
+      claimed = true;
+      clearInterval(watch);
+      const [namespace = '', id = '', ttrpcAddress = '', bundle = ''] = claim;
+      if (bundle) adoptBundle(bundle, fn);
+      shim.identify({ namespace, id, ttrpcAddress: ttrpcAddress || undefined });
+    });
+    // Ready only now: `start` claims a spare whose socket exists and whose pid is alive.
+    fs.writeFileSync(path.join(dir, 'pid'), String(process.pid));
+    const since = Date.now();
+    const daemonSocket = f.address.replace(/^unix:\/\//, '');
+    watch = setInterval(() => {
+      // The daemon went away (its socket is gone), or nobody needed us for a long time.
+      if (!fs.existsSync(daemonSocket) || Date.now() - since > SPARE_IDLE_MS) leave();
+    }, WATCH_MS);
+  } catch (err) {
+    process.stderr.write(`berth spare shim: ${(err as Error).message}\n`);
+    leave();
+  }
+}
+
+/** Work in the claiming task's bundle, and log to its `log` FIFO as a shim started there would. */
+function adoptBundle(bundle: string, fn: typeof import('../native/libc').fn): void {
+  try {
+    process.chdir(bundle);
+    const logFd = fs.openSync(path.join(bundle, 'log'), fs.constants.O_WRONLY | fs.constants.O_NONBLOCK);
+    fn('int dup2(int, int)')(logFd, 2);
+    fs.closeSync(logFd);
+  } catch {
+    // no log reader: keep quiet
+  }
+}

@@ -1,0 +1,126 @@
+// How berth-shim processes are started and shared, seen from the real ctr against berthd:
+// a spare shim, started ahead of need, takes the next task (and a new spare replaces it), and
+// containers that carry the same group annotation share one shim, which leaves with the last.
+import { execFile } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
+
+const run = promisify(execFile);
+const CTR = process.env.CTR ?? '/usr/bin/ctr';
+const RUNTIME = 'io.containerd.berth.v1';
+const SOCKET_DIR = '/run/berth/s';
+const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
+
+function pidIn(dir: string): number {
+  try {
+    return parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+(fs.existsSync(CTR) && process.getuid?.() === 0 ? describe : describe.skip)('berth-shim: spare shim and grouping', () => {
+  let daemon: TestDaemon;
+  let rootfs: string;
+  const ids: string[] = [];
+  const ctr = async (...args: string[]) => (await run(CTR, ['--address', daemon.address, ...args], { timeout: 30_000 })).stdout;
+  const shimDir = (group: string) => path.join(SOCKET_DIR, hash(`${daemon.address}/default/${group}`));
+  const spareDir = () => path.join(SOCKET_DIR, `spare-${hash(daemon.address)}`);
+  const taskPid = async (id: string) => Number((await ctr('tasks', 'ls')).split('\n').find((l) => l.startsWith(`${id} `))?.trim().split(/\s+/)[1]);
+  const runDetached = async (id: string, ...args: string[]) => {
+    ids.push(id);
+    await ctr('run', '-d', '--runtime', RUNTIME, ...args, '--rootfs', rootfs, id, '/bin/sleep', '1000');
+  };
+  const remove = async (id: string) => {
+    await ctr('tasks', 'kill', '-s', 'SIGKILL', id).catch(() => undefined);
+    await until(`${id} to stop`, async () => !(await ctr('tasks', 'ls')).includes(`${id} `) || (await ctr('tasks', 'ls')).match(new RegExp(`^${id}\\s+\\d+\\s+STOPPED`, 'm')));
+    await ctr('tasks', 'rm', '-f', id).catch(() => undefined);
+    await ctr('containers', 'rm', id).catch(() => undefined);
+  };
+
+  beforeAll(async () => {
+    rootfs = busyboxRootfs();
+    daemon = await startDaemon();
+  });
+  afterAll(async () => {
+    for (const id of ids) await remove(id).catch(() => undefined);
+    const spare = pidIn(spareDir());
+    await cleanup(daemon);
+    // the spare leaves by itself once its daemon's socket is gone
+    if (spare) await until('the spare shim to leave', () => !alive(spare), 10_000).catch(() => process.kill(spare, 'SIGKILL'));
+    removeRootfs(rootfs);
+    expect(fs.existsSync(spareDir())).toBe(false);
+    for (const id of [...ids, 'g']) expect(fs.existsSync(shimDir(id))).toBe(false);
+  });
+
+  test('a spare shim takes the next task, serves it fully, and a new spare replaces it', async () => {
+    await runDetached('s1');
+    // the first start had no spare: it starts one for the next task
+    const spare = await until('a spare shim', () => {
+      const pid = pidIn(spareDir());
+      return pid && fs.existsSync(path.join(spareDir(), 'sock')) && alive(pid) ? pid : 0;
+    });
+    await runDetached('s2');
+    expect(pidIn(shimDir('s2'))).toBe(spare);
+    expect(fs.readFileSync(`/proc/${spare}/cmdline`, 'utf8')).toContain('-id s2');
+    // the claimed spare knows its namespace and id: exec, events and exit statuses work
+    const events = execFile(CTR, ['--address', daemon.address, 'events'], { timeout: 30_000 });
+    let seen = '';
+    events.stdout!.on('data', (d) => (seen += d));
+    await sleep(300);
+    expect((await ctr('tasks', 'exec', '--exec-id', 'e1', 's2', '/bin/sh', '-c', 'echo in-$((40+2))')).trim()).toBe('in-42');
+    const pid = await taskPid('s2');
+    await ctr('tasks', 'kill', '-s', 'SIGKILL', 's2');
+    await until('/tasks/exit of s2', () => seen.includes('/tasks/exit') && seen.includes('"container_id":"s2"'));
+    expect(seen).toMatch(/default\s+\/tasks\/exit/);
+    expect(pid).toBeGreaterThan(0);
+    events.kill();
+    await remove('s2');
+    await until('the claimed spare to exit', () => !alive(spare));
+    // and another spare took its place
+    await until('a new spare shim', () => {
+      const p = pidIn(spareDir());
+      return p && p !== spare && alive(p);
+    });
+  });
+
+  test('containers of one group share a shim, which stays until the last one is deleted', async () => {
+    await runDetached('g1', '--annotation', 'io.containerd.runc.v2.group=g');
+    await runDetached('g2', '--annotation', 'io.containerd.runc.v2.group=g');
+    const shim = pidIn(shimDir('g'));
+    expect(shim).toBeGreaterThan(0);
+    expect(fs.readFileSync(path.join(daemon.dir, 'state/io.containerd.runtime.v2.task/default/g1/address'), 'utf8')).toBe(`unix://${shimDir('g')}/sock`);
+    expect(fs.readFileSync(path.join(daemon.dir, 'state/io.containerd.runtime.v2.task/default/g2/address'), 'utf8')).toBe(`unix://${shimDir('g')}/sock`);
+    expect(await taskPid('g1')).not.toBe(await taskPid('g2'));
+    await remove('g1');
+    expect(alive(shim)).toBe(true);
+    expect((await ctr('tasks', 'ls')).split('\n').find((l) => l.startsWith('g2 '))).toMatch(/RUNNING/);
+    expect((await ctr('tasks', 'exec', '--exec-id', 'e2', 'g2', '/bin/echo', 'still')).trim()).toBe('still');
+    await remove('g2');
+    await until('the group shim to exit', () => !alive(shim));
+    await until('its directory to go', () => !fs.existsSync(shimDir('g')));
+  });
+});
