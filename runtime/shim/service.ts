@@ -3,6 +3,7 @@
 // to the daemon's containerd.services.events.ttrpc.v1.Events at $TTRPC_ADDRESS.
 import * as fs from 'node:fs';
 import type * as net from 'node:net';
+import { Socket as NetSocket } from 'node:net';
 import * as path from 'node:path';
 import { encode, nowTimestamp, toAny, ZERO_TIMESTAMP, type Message, type Timestamp } from '../../proto/codec';
 import { BerthError } from '../../services/errdefs';
@@ -11,6 +12,7 @@ import { mountAll, unmountAll } from '../../snapshotter/mount';
 import { createContainer, execProcess, sharedRuntime, type Container, type ExecProcess } from '../init';
 import type { ExitStatus } from '../init';
 import type { OomWatcher } from '../cgroups/types';
+import { setNonblock } from '../native/fs';
 import { check, fn } from '../native/libc';
 import { TtrpcClient, TtrpcServer, socketPathOf } from '../ttrpc';
 import type { ShimFlags } from './main';
@@ -46,9 +48,6 @@ interface Task {
 }
 
 const C = fs.constants;
-/** open(2) in the threadpool, returning a plain fd (a FileHandle would be closed by GC). */
-const openFd = (p: string, flags: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.open(p, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 
 function toTimestamp(d: Date): Timestamp {
   const ms = d.getTime();
@@ -120,63 +119,67 @@ function pipe(): [number, number] {
  * and closes the sink when it is ours (CloseIO).
  */
 class StdinCopy {
-  private fifoFd: number | undefined;
-  private stream: fs.ReadStream | undefined;
+  private source: net.Socket | undefined;
   private closed = false;
 
-  constructor(private readonly fifo: string, private readonly sink: number, private readonly ownsSink: boolean) {
-    openFd(fifo, C.O_RDONLY).then(
-      (fd) => {
-        this.fifoFd = fd;
-        if (this.closed) return this.release();
-        const rs = fs.createReadStream('', { fd, autoClose: false });
-        this.stream = rs;
-        rs.on('data', (d) => {
-          rs.pause();
-          fs.write(this.sink, d as Buffer, (err) => (err ? this.close() : rs.resume()));
-        });
-        rs.on('error', () => this.close());
-        rs.on('end', () => this.close());
-      },
-      () => this.close(),
-    );
-  }
-
-  private release(): void {
-    if (this.fifoFd !== undefined) fs.close(this.fifoFd, () => undefined);
-    this.fifoFd = undefined;
+  constructor(fifo: string, private readonly sink: number, private readonly ownsSink: boolean) {
+    // O_NONBLOCK: the open returns at once, and epoll (not a threadpool thread parked in open or
+    // read) waits for the client's writer; a FIFO no writer has opened yet reports no EOF.
+    let fd: number;
+    try {
+      fd = fs.openSync(fifo, C.O_RDONLY | C.O_NONBLOCK);
+    } catch {
+      this.close();
+      return;
+    }
+    const source = new NetSocket({ fd, readable: true, writable: false });
+    this.source = source;
+    source.on('data', (d: Buffer) => {
+      source.pause();
+      fs.write(this.sink, d, (err) => (err ? this.close() : source.resume()));
+    });
+    source.on('error', () => this.close());
+    source.on('end', () => this.close());
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.stream?.destroy();
-    this.release();
-    if (this.fifoFd === undefined && !this.stream) {
-      // the open may still be blocked: give it a writer so that its thread returns
-      try {
-        fs.closeSync(fs.openSync(this.fifo, C.O_WRONLY | C.O_NONBLOCK));
-      } catch {
-        /* no reader: nothing blocked */
-      }
-    }
+    this.source?.destroy();
     if (this.ownsSink) fs.close(this.sink, () => undefined);
   }
 }
 
-/** Opens the FIFO paths of a process's stdio: stdout/stderr blocking in the threadpool (the client holds the read ends), stdin via a pipe. */
+/**
+ * An output FIFO for writing, without ever waiting: the client's read end when it holds one (an
+ * open O_WRONLY|O_NONBLOCK succeeds), else both ends (O_RDWR), as containerd's shim keeps them, so
+ * that a client that never reads (`ctr run -d`) cannot park a threadpool thread in open(2): a
+ * grouped shim with a few such tasks would otherwise have none left for anything else.
+ */
+function openOutputFifo(p: string): number {
+  try {
+    const fd = fs.openSync(p, C.O_WRONLY | C.O_NONBLOCK);
+    setNonblock(fd, false); // the workload writes to it as it is
+    return fd;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err; // ENXIO: no reader yet
+    return fs.openSync(p, C.O_RDWR);
+  }
+}
+
+/** Opens the FIFO paths of a process's stdio: stdout/stderr at once (see openOutputFifo), stdin via a pipe. */
 async function openStdio(io: Io): Promise<{ stdin?: number; stdout?: number; stderr?: number; stdinCopy?: StdinCopy; close: () => void }> {
   const opened: number[] = [];
-  const open = async (p: string, flags: number) => {
+  const open = async (p: string) => {
     if (!p) return undefined;
-    const fd = await openFd(p, flags);
+    const fd = openOutputFifo(p);
     opened.push(fd);
     return fd;
   };
   try {
     const [stdout, stderr] = await Promise.all([
-      open(io.stdout, C.O_WRONLY),
-      io.stderr === io.stdout || io.terminal ? Promise.resolve(undefined) : open(io.stderr, C.O_WRONLY),
+      open(io.stdout),
+      io.stderr === io.stdout || io.terminal ? Promise.resolve(undefined) : open(io.stderr),
     ]);
     let stdin: number | undefined;
     let stdinCopy: StdinCopy | undefined;

@@ -69,11 +69,16 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { fn } = require('../native/libc') as typeof import('../native/libc');
   const leave = () => {
+    // Renaming our directory away first is what makes leaving safe: once it succeeds no `start`
+    // can claim us; if it fails, a `start` has just claimed us and we stay for its task.
+    const gone = `${dir}.leaving-${process.pid}`;
     try {
-      if (currentDir() === dir) fs.rmSync(dir, { recursive: true, force: true });
-    } finally {
-      fn('void _exit(int)')(0); // process.exit would wait for the warm worker
+      fs.renameSync(dir, gone);
+    } catch {
+      return;
     }
+    fs.rmSync(gone, { recursive: true, force: true });
+    fn('void _exit(int)')(0); // process.exit would wait for the warm worker
   };
   let watch: NodeJS.Timeout | undefined;
   try {
@@ -118,6 +123,7 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
   } catch (err) {
     process.stderr.write(`berth spare shim: ${(err as Error).message}\n`);
     leave();
+    fn('void _exit(int)')(1);
   }
 }
 

@@ -2,8 +2,9 @@
 // benchmarks: its own root, state, gRPC and ttrpc sockets in a temporary directory, the CRI
 // plugin disabled, the overlayfs snapshotter. Stopped by pid (TERM, then KILL); everything still
 // mounted under its directory is unmounted (lazily) and the directory removed. It never touches
-// /run/containerd itself (only the shims containerd would start put sockets there, and we start
-// no tasks), nor /var/lib/containerd, nor /opt/containerd (the opt plugin is pointed inside).
+// /run/containerd itself (only the shims containerd would start put sockets there; tests that run
+// tasks clean up after them), nor /var/lib/containerd, nor /opt/containerd (the opt plugin is
+// pointed inside). `pathPrepend` lets containerd find another runtime's shim (Berth's).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -29,12 +30,23 @@ export function containerdAvailable(): boolean {
 /** TOML basic string. */
 const q = (s: string) => JSON.stringify(s);
 
+export interface PeerOptions {
+  /**
+   * Directories put in front of containerd's PATH (and so of the shims' it starts): containerd
+   * resolves runtime `io.containerd.X.vN` to `containerd-shim-X-vN` there.
+   */
+  pathPrepend?: string[];
+}
+
 export class PeerContainerd {
   stderr = '';
   private proc: ChildProcess | undefined;
   private exitPromise: Promise<void> = Promise.resolve();
 
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly options: PeerOptions = {},
+  ) {}
 
   get root(): string {
     return path.join(this.dir, 'root');
@@ -89,7 +101,9 @@ export class PeerContainerd {
     fs.mkdirSync(this.root, { recursive: true });
     fs.mkdirSync(this.state, { recursive: true });
     fs.writeFileSync(this.configPath, this.config());
-    const proc = spawn(CONTAINERD_BIN, ['--config', this.configPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const env = { ...process.env };
+    if (this.options.pathPrepend?.length) env.PATH = [...this.options.pathPrepend, env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+    const proc = spawn(CONTAINERD_BIN, ['--config', this.configPath], { stdio: ['ignore', 'ignore', 'pipe'], env });
     this.proc = proc;
     this.stderr = '';
     proc.stderr!.on('data', (d: Buffer) => {
@@ -133,6 +147,17 @@ export class PeerContainerd {
     }
   }
 
+  /** Sends `signal` to the daemon (by its pid) and waits for it to exit: a crash, as far as its shims can tell. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    try {
+      process.kill(this.proc!.pid!, signal);
+    } catch {
+      // gone
+    }
+    await this.exitPromise;
+  }
+
   /** Stops the daemon, unmounts whatever is still mounted under its directory, removes it. */
   async stop(): Promise<void> {
     await this.terminate();
@@ -169,8 +194,8 @@ export function unmountUnder(prefix: string): void {
   }
 }
 
-export async function startContainerd(dir = tempDir('berth-containerd-')): Promise<PeerContainerd> {
-  const c = new PeerContainerd(dir);
+export async function startContainerd(dir = tempDir('berth-containerd-'), options: PeerOptions = {}): Promise<PeerContainerd> {
+  const c = new PeerContainerd(dir, options);
   try {
     await c.start();
   } catch (err) {
