@@ -77,8 +77,9 @@ export class Client {
     return this.timeoutMs ? { deadline: Date.now() + this.timeoutMs } : {};
   }
 
-  unary(service: ServiceKey, method: string, request: Message = {}): Promise<Message> {
-    return this.unaryWith(service, method, request, {});
+  /** A unary call; aborting `signal` cancels it (the promise rejects with CANCELLED). */
+  unary(service: ServiceKey, method: string, request: Message = {}, signal?: AbortSignal): Promise<Message> {
+    return this.unaryWith(service, method, request, {}, signal);
   }
 
   /** A server stream as an async iterator; cancelling it (break/return) cancels the call. */
@@ -122,13 +123,17 @@ export class Client {
   }
 
   /** Unary call with extra headers (e.g. containerd-lease). */
-  unaryWith(service: ServiceKey, method: string, request: Message, headers: Record<string, string>): Promise<Message> {
+  unaryWith(service: ServiceKey, method: string, request: Message, headers: Record<string, string>, signal?: AbortSignal): Promise<Message> {
     const c = this.client(service);
     return new Promise((resolve, reject) => {
-      c[method](request, this.metadata(headers), this.callOptions(), (err: grpc.ServiceError | null, res: Message) => {
+      const call = c[method](request, this.metadata(headers), this.callOptions(), (err: grpc.ServiceError | null, res: Message) => {
+        signal?.removeEventListener('abort', cancel);
         if (err) reject(new ApiError(err.code, err.details, `${SERVICES[service]}/${method}`));
         else resolve(res);
-      });
+      }) as grpc.ClientUnaryCall;
+      const cancel = () => call.cancel();
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
     });
   }
 

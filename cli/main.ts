@@ -57,6 +57,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  process.on('SIGHUP', stop); // our terminal went away
   try {
     await program.parseAsync(process.argv);
   } catch (err) {

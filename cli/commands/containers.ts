@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatLabels, formatTable } from '../table';
 import type { Context } from '../context';
+import { removeTaskFifos } from '../stdio';
 
 /** The spec of a container record, decoded from its Any (JSON inside). */
 export function specOf(container: any): unknown {
@@ -53,7 +54,10 @@ export function register(program: Command, context: () => Context): void {
           const { container } = await ctx.client.unary('containers', 'Get', { id });
           const task = await ctx.client.unary('tasks', 'Get', { container_id: id }).catch(() => undefined);
           if (task && task.process.status !== 'STOPPED') throw new Error(`cannot delete a non stopped container: ${task.process.status.toLowerCase()}`);
-          if (task) await ctx.client.unary('tasks', 'Delete', { container_id: id });
+          if (task) {
+            await ctx.client.unary('tasks', 'Delete', { container_id: id });
+            removeTaskFifos(task.process);
+          }
           if (container.snapshot_key) {
             await ctx.client
               .unary('snapshots', 'Remove', { snapshotter: container.snapshotter, key: container.snapshot_key })

@@ -1,6 +1,8 @@
 // berth run: what ctr run does, client-side as ctr does it — pull the image if missing, build
-// the spec from the image config, prepare the container's snapshot, create the container and
-// its task with stdio FIFOs, start it, relay stdio, wait, and with --rm remove everything.
+// the spec from the image config, prepare the container's snapshot, create the container (on
+// Berth's own shim unless --runtime says otherwise) and its task with stdio FIFOs, start it,
+// relay stdio, wait, and with --rm remove everything. -d returns once it runs: without -t with
+// no stdio (ctr's null IO), with -t leaving FIFOs for `berth tasks attach`.
 import * as crypto from 'node:crypto';
 import type { Command } from 'commander';
 import {
@@ -17,9 +19,11 @@ import {
 } from '../../runtime/oci/defaults';
 import type { Context } from '../context';
 import type { Client } from '../client';
-import { ClientStdio, wantsStdin } from '../stdio';
+import { createTask, startTask } from '../stdio';
 
 const SPEC_TYPE = 'types.containerd.io/opencontainers/runtime-spec/1/Spec';
+/** Berth's own shim (bin/containerd-shim-berth-v1). */
+export const DEFAULT_RUNTIME = 'io.containerd.berth.v1';
 const RUNC_OPTIONS = { type_url: 'containerd.runc.v1.Options', value: Buffer.alloc(0) };
 
 interface RunOptions {
@@ -87,7 +91,7 @@ export function register(program: Command, context: () => Context): void {
     .option('--memory-limit <bytes>', 'memory limit in bytes')
     .option('--cpus <n>', 'CPU share as a number of CPUs')
     .option('--net-host', "use the host's network namespace")
-    .option('--runtime <name>', 'runtime name', 'io.containerd.runc.v2')
+    .option('--runtime <name>', 'runtime name (io.containerd.runc.v2 for containerd\'s runc shim)', DEFAULT_RUNTIME)
     .option('--snapshotter <name>', 'snapshotter', 'overlayfs')
     .option('--plain-http', 'pull over plain HTTP when the image is missing')
     .argument('<image>')
@@ -132,22 +136,13 @@ export function register(program: Command, context: () => Context): void {
       });
       const { mounts } = await client.unary('snapshots', 'Mounts', { snapshotter: opts.snapshotter, key: id });
 
-      const stdio = opts.detach ? undefined : new ClientStdio(id, !!opts.tty, wantsStdin(!!opts.tty));
-      const io = stdio?.paths ?? { stdin: '', stdout: '', stderr: '' };
-      await client.unary('tasks', 'Create', { container_id: id, rootfs: mounts, terminal: !!opts.tty, ...io });
-      const waiting = opts.detach ? undefined : client.unary('tasks', 'Wait', { container_id: id });
-      await client.unary('tasks', 'Start', { container_id: id });
-
-      if (opts.detach) return;
-      stdio!.attach(client, { container_id: id });
-      const status = await waiting!;
-      // Deleting the task makes the shim close its ends of the FIFOs (as ctr run does).
-      await client.unary('tasks', 'Delete', { container_id: id });
-      await stdio!.finish();
+      const stdio = await createTask(client, ctx.namespace, id, mounts, opts);
+      const status = await startTask(client, id, stdio);
+      if (status === undefined) return; // detached
       if (opts.rm) {
         await client.unary('snapshots', 'Remove', { snapshotter: opts.snapshotter, key: id }).catch(() => undefined);
         await client.unary('containers', 'Delete', { id });
       }
-      if (status.exit_status) process.exitCode = status.exit_status;
+      if (status) process.exitCode = status;
     });
 }

@@ -3,7 +3,7 @@ import { fromAny } from '../../proto/codec';
 import { formatTable } from '../table';
 import type { Context } from '../context';
 import { signalNumber } from '../signals';
-import { ClientStdio, wantsStdin } from '../stdio';
+import { AttachedStdio, ClientStdio, createTask, removeTaskFifos, startTask, wantsStdin } from '../stdio';
 import * as crypto from 'node:crypto';
 
 export function register(program: Command, context: () => Context): void {
@@ -96,6 +96,7 @@ export function register(program: Command, context: () => Context): void {
           await waiting;
         }
         const res = await ctx.client.unary('tasks', 'Delete', { container_id: id });
+        removeTaskFifos(p);
         ctx.out(ctx.json ? JSON.stringify(res) + '\n' : `${id}\n`);
       }
     });
@@ -113,17 +114,32 @@ export function register(program: Command, context: () => Context): void {
       const rootfs = container.snapshot_key
         ? (await client.unary('snapshots', 'Mounts', { snapshotter: container.snapshotter, key: container.snapshot_key })).mounts
         : [];
-      const stdio = opts.detach ? undefined : new ClientStdio(id, !!opts.tty, wantsStdin(!!opts.tty));
-      await client.unary('tasks', 'Create', { container_id: id, rootfs, terminal: !!opts.tty, ...(stdio?.paths ?? {}) });
-      const waiting = opts.detach ? undefined : client.unary('tasks', 'Wait', { container_id: id });
-      await client.unary('tasks', 'Start', { container_id: id });
-      if (!stdio) return;
-      stdio.attach(client, { container_id: id });
-      const status = await waiting!;
-      // Deleting the task makes the shim close its ends of the FIFOs.
-      await client.unary('tasks', 'Delete', { container_id: id });
+      const stdio = await createTask(client, ctx.namespace, id, rootfs, opts);
+      const status = await startTask(client, id, stdio);
+      if (status) process.exitCode = status;
+    });
+
+  tasks
+    .command('attach')
+    .description("attach to a running task's stdio (its FIFOs: run -d -t); Ctrl-P Ctrl-Q detaches")
+    .argument('<id>')
+    .action(async (id: string) => {
+      const ctx = context();
+      const client = ctx.client;
+      const { process: p } = await client.unary('tasks', 'Get', { container_id: id });
+      const stdio = new AttachedStdio(id, { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr }, !!p.terminal);
+      const ids = { container_id: id };
+      const abort = new AbortController();
+      const exited = client.unary('tasks', 'Wait', ids, abort.signal).then((s) => s as { exit_status: number });
+      exited.catch(() => undefined);
+      stdio.attach(client, ids);
+      const end = await Promise.race([exited, stdio.detached.then(() => undefined)]);
+      if (!end) {
+        abort.abort(); // detached: stop waiting for the exit
+        return stdio.close();
+      }
       await stdio.finish();
-      if (status.exit_status) process.exitCode = status.exit_status;
+      if (end.exit_status) process.exitCode = end.exit_status;
     });
 
   tasks

@@ -72,6 +72,17 @@ class Publisher {
   identify(address: string | undefined, ns: string): void {
     this.address = address;
     this.ns = ns;
+    this.warm();
+  }
+
+  /** Connects ahead of the first event, off the critical path of the Create that sends it. */
+  warm(): void {
+    if (this.address) this.connect().catch(() => undefined);
+  }
+
+  /** Resolves once every event published so far has been forwarded (or given up on). */
+  drained(): Promise<void> {
+    return this.queue;
   }
 
   private connect(): Promise<TtrpcClient> {
@@ -114,29 +125,37 @@ function pipe(): [number, number] {
 }
 
 /**
- * A process's stdin FIFO, opened in the background (the client may open its writing end only
- * later) and copied into `sink` (a pipe's write end or a pty master); `close()` stops the copy
- * and closes the sink when it is ours (CloseIO).
+ * A process's stdin FIFO copied into `sink` (a pipe's write end, or a pty master for a terminal).
+ * For a pipe, the client closing its writer is the process's EOF; for a terminal the FIFO is held
+ * open for reading and writing, so a client may leave and another attach later (as with runc).
+ * `close()` (CloseIO, or the process's exit) first passes on what the client already wrote.
  */
 class StdinCopy {
   private source: net.Socket | undefined;
+  private fd = -1;
+  private writing: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(fifo: string, private readonly sink: number, private readonly ownsSink: boolean) {
-    // O_NONBLOCK: the open returns at once, and epoll (not a threadpool thread parked in open or
+    // O_NONBLOCK: the open returns at once and epoll (not a threadpool thread parked in open or
     // read) waits for the client's writer; a FIFO no writer has opened yet reports no EOF.
-    let fd: number;
     try {
-      fd = fs.openSync(fifo, C.O_RDONLY | C.O_NONBLOCK);
+      this.fd = fs.openSync(fifo, (ownsSink ? C.O_RDONLY : C.O_RDWR) | C.O_NONBLOCK);
     } catch {
       this.close();
       return;
     }
-    const source = new NetSocket({ fd, readable: true, writable: false });
+    const source = new NetSocket({ fd: this.fd, readable: true, writable: false });
     this.source = source;
     source.on('data', (d: Buffer) => {
       source.pause();
-      fs.write(this.sink, d, (err) => (err ? this.close() : source.resume()));
+      this.writing = new Promise((resolve) =>
+        fs.write(this.sink, d, (err) => {
+          resolve();
+          if (err) this.close();
+          else if (!this.closed) source.resume();
+        }),
+      );
     });
     source.on('error', () => this.close());
     source.on('end', () => this.close());
@@ -145,8 +164,33 @@ class StdinCopy {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.source?.destroy();
-    if (this.ownsSink) fs.close(this.sink, () => undefined);
+    void this.writing.then(async () => {
+      // what the stream has buffered, then what is still in the FIFO, reaches the process first
+      const pending: Buffer[] = [];
+      for (let chunk = this.source?.read() as Buffer | null; chunk; chunk = this.source?.read() as Buffer | null) pending.push(chunk);
+      // only while the socket still owns the fd: after its end it is closed, and the number reused
+      if (this.fd >= 0 && this.source && !this.source.destroyed && this.source.readable) {
+        const buf = Buffer.alloc(65536);
+        for (;;) {
+          let n = 0;
+          try {
+            n = fs.readSync(this.fd, buf);
+          } catch {
+            break; // EAGAIN: nothing more
+          }
+          if (n <= 0) break;
+          pending.push(Buffer.from(buf.subarray(0, n)));
+        }
+      }
+      const write = (b: Buffer) => new Promise<number>((resolve, reject) => fs.write(this.sink, b, (err, n) => (err ? reject(err) : resolve(n))));
+      try {
+        for (const chunk of pending) for (let off = 0; off < chunk.length; ) off += await write(chunk.subarray(off));
+      } catch {
+        // the process is gone or closed its stdin
+      }
+      this.source?.destroy();
+      if (this.ownsSink) fs.close(this.sink, () => undefined);
+    });
   }
 }
 
@@ -254,6 +298,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
   const sock = socketPathOf(address);
   const shimDir = placement.dir ?? (() => path.dirname(sock));
   let shuttingDown = false;
+  let inflight = 0; // handler calls in progress (Shutdown waits for them)
   let warmed: Promise<void> = Promise.resolve();
 
   const getTask = (id: string): Task => {
@@ -274,7 +319,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       p.closeStdin?.();
       await Promise.race([p.ioDone, new Promise((r) => setTimeout(r, 2000))]);
       p.exit = { status: s.exitStatus, at: toTimestamp(s.exitedAt) };
-      await publisher.publish('/tasks/exit', 'containerd.events.TaskExit', {
+      void publisher.publish('/tasks/exit', 'containerd.events.TaskExit', {
         container_id: t.id,
         id: p.execId || t.id,
         pid: proc.pid,
@@ -387,7 +432,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       t.oom = watchOom(t);
       init.exited = watchExit(t, init, init.proc);
       fs.writeFileSync(path.join(bundle, 'init.pid'), String(init.proc.pid));
-      await publisher.publish('/tasks/create', 'containerd.events.TaskCreate', {
+      void publisher.publish('/tasks/create', 'containerd.events.TaskCreate', {
         container_id: id,
         bundle,
         rootfs: req.rootfs ?? [],
@@ -404,8 +449,8 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       const p = getProc(req.id, req.exec_id);
       if (finished(p)) throw new BerthError('FailedPrecondition', `process ${p.execId || t.id} has already exited`);
       const pid = await p.proc.start();
-      if (p.execId) await publisher.publish('/tasks/exec-started', 'containerd.events.TaskExecStarted', { container_id: t.id, exec_id: p.execId, pid });
-      else await publisher.publish('/tasks/start', 'containerd.events.TaskStart', { container_id: t.id, pid });
+      if (p.execId) void publisher.publish('/tasks/exec-started', 'containerd.events.TaskExecStarted', { container_id: t.id, exec_id: p.execId, pid });
+      else void publisher.publish('/tasks/start', 'containerd.events.TaskStart', { container_id: t.id, pid });
       return { pid };
     },
 
@@ -449,7 +494,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       );
       t.execs.set(execId, p);
       p.exited = watchExit(t, p, p.proc);
-      await publisher.publish('/tasks/exec-added', 'containerd.events.TaskExecAdded', { container_id: t.id, exec_id: execId });
+      void publisher.publish('/tasks/exec-added', 'containerd.events.TaskExecAdded', { container_id: t.id, exec_id: execId });
       return {};
     },
 
@@ -473,7 +518,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       if (!cg) throw new BerthError('FailedPrecondition', 'container has no cgroup');
       await cg.freeze();
       t.paused = true;
-      await publisher.publish('/tasks/paused', 'containerd.events.TaskPaused', { container_id: t.id });
+      void publisher.publish('/tasks/paused', 'containerd.events.TaskPaused', { container_id: t.id });
       return {};
     },
 
@@ -483,7 +528,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       if (!cg) throw new BerthError('FailedPrecondition', 'container has no cgroup');
       await cg.thaw();
       t.paused = false;
-      await publisher.publish('/tasks/resumed', 'containerd.events.TaskResumed', { container_id: t.id });
+      void publisher.publish('/tasks/resumed', 'containerd.events.TaskResumed', { container_id: t.id });
       return {};
     },
 
@@ -545,7 +590,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       fs.rmSync(path.join(t.bundle, 'init.pid'), { force: true });
       fs.rmSync(path.join(t.bundle, '.berth'), { recursive: true, force: true });
       tasks.delete(t.id);
-      await publisher.publish('/tasks/delete', 'containerd.events.TaskDelete', { container_id: t.id, id: '', ...res });
+      void publisher.publish('/tasks/delete', 'containerd.events.TaskDelete', { container_id: t.id, id: '', ...res });
       return res;
     },
 
@@ -558,13 +603,31 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       if (tasks.size > 0 && !req.now) return {};
       if (!shuttingDown) {
         shuttingDown = true;
-        setImmediate(() => exitNow(shimDir()));
+        // Calls still in progress on other connections (a grouped shim's concurrent Deletes,
+        // whose tasks are already out of `tasks`) get their answers before we go. (Not
+        // server.close(): libuv would unlink the path the socket was bound at, which for a
+        // claimed spare is now the next spare's.)
+        const deadline = Date.now() + 2000;
+        const exitWhenIdle = () => (inflight > 0 && Date.now() < deadline ? setTimeout(exitWhenIdle, 5) : setTimeout(() => exitNow(shimDir()), 5));
+        // the events already queued (/tasks/delete…) go out first
+        void Promise.race([publisher.drained(), new Promise((r) => setTimeout(r, 2000))]).then(exitWhenIdle);
       }
       return {};
     },
   };
 
   const server = new TtrpcServer();
+  for (const [name, handler] of Object.entries(handlers)) {
+    if (name === 'Shutdown') continue;
+    handlers[name] = async (...args: Parameters<Handler>) => {
+      inflight++;
+      try {
+        return await handler(...args);
+      } finally {
+        inflight--;
+      }
+    };
+  }
   server.register({ name: 'containerd.task.v2.Task', handlers });
   if (placement.listener) {
     server.serve(placement.listener);
@@ -576,6 +639,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
   }
   // a warm init worker for the Create that follows at once (its isolate boots off this thread)
   warmed = sharedRuntime().pool.prewarm().catch(() => undefined);
+  publisher.warm();
   log(`listening at ${Math.round(process.uptime() * 1000)} ms of shim uptime`);
   const title = (id: string) => (process.title = `containerd-shim-berth-v1 -namespace ${ns} -id ${id}`);
   title(f.id);

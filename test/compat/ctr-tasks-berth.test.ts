@@ -5,22 +5,24 @@ import { execFile, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import { cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
+import { assertNothingLeft, cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
 
 const run = promisify(execFile);
 const CTR = process.env.CTR ?? '/usr/bin/ctr';
 const RUNTIME = 'io.containerd.berth.v1';
 const SOCKET_DIR = '/run/berth/s';
+// A namespace of its own: cgroups /<ns>/<id> and shim directories that are this file's alone.
+const NS = 'ctr-tasks-berth';
 
 (fs.existsSync(CTR) && process.getuid?.() === 0 ? describe : describe.skip)('ctr against berthd with the berth shim', () => {
   let daemon: TestDaemon;
   let rootfs: string;
   const ids: string[] = [];
   let socketsBefore: Set<string>;
-  const ctr = async (...args: string[]) => (await run(CTR, ['--address', daemon.address, ...args], { timeout: 30_000 })).stdout;
+  const ctr = async (...args: string[]) => (await run(CTR, ['--address', daemon.address, '-n', NS, ...args], { timeout: 30_000 })).stdout;
   const ctrFails = (...args: string[]) =>
-    run(CTR, ['--address', daemon.address, ...args], { timeout: 30_000 }).then(
+    run(CTR, ['--address', daemon.address, '-n', NS, ...args], { timeout: 30_000 }).then(
       () => ({ code: 0, stderr: '' }),
       (e) => ({ code: e.code as number, stderr: String(e.stderr) }),
     );
@@ -38,7 +40,7 @@ const SOCKET_DIR = '/run/berth/s';
     await ctr('run', '-d', '--runtime', RUNTIME, '--rootfs', rootfs, id, ...cmd);
   };
   const shimPids = (id: string) =>
-    spawnSync('pgrep', ['-f', `containerd-shim-berth-v1 -namespace default -id ${id}$`]).stdout.toString().trim().split('\n').filter(Boolean).map(Number);
+    spawnSync('pgrep', ['-f', `containerd-shim-berth-v1 -namespace ${NS} -id ${id}$`]).stdout.toString().trim().split('\n').filter(Boolean).map(Number);
 
   beforeAll(async () => {
     socketsBefore = new Set(fs.existsSync(SOCKET_DIR) ? fs.readdirSync(SOCKET_DIR) : []);
@@ -53,14 +55,18 @@ const SOCKET_DIR = '/run/berth/s';
       await ctr('containers', 'rm', id).catch(() => undefined);
       for (const pid of shimPids(id)) process.kill(pid, 'SIGKILL');
     }
-    await cleanup(daemon);
+    try {
+      await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 'r3', 't1'] });
+    } finally {
+      await cleanup(daemon);
+    }
     // no mounts left under the daemon's state, no new shim sockets
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
     expect(mounts).not.toContain(daemon.dir);
     removeRootfs(rootfs);
     // Ours: the shim directories of this daemon's tasks and its spare shim (other tests may run shims too).
     const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
-    const ours = new Set([...ids, 'r1', 'r2', 'r3', 'r4'].map((id) => hash(`${daemon.address}/default/${id}`)).concat(`spare-${hash(daemon.address)}`));
+    const ours = new Set([...ids, 'r1', 'r2', 'r3', 'r4'].map((id) => hash(`${daemon.address}/${NS}/${id}`)).concat(`spare-${hash(daemon.address)}`));
     const leftover = () => (fs.existsSync(SOCKET_DIR) ? fs.readdirSync(SOCKET_DIR) : []).filter((s) => !socketsBefore.has(s) && ours.has(s));
     // a spare shim leaves by itself within a second of its daemon's socket going away
     for (let i = 0; i < 50 && leftover().length > 0; i++) await sleep(100);
@@ -75,7 +81,7 @@ const SOCKET_DIR = '/run/berth/s';
     expect(await tasks()).toEqual({});
     expect((await ctr('containers', 'ls', '-q')).trim()).toBe('');
     expect(shimPids('r1')).toEqual([]);
-    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/default/r1`)).toBe(false);
+    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/${NS}/r1`)).toBe(false);
   });
 
   test('run: the exit status reaches ctr', async () => {
@@ -84,7 +90,7 @@ const SOCKET_DIR = '/run/berth/s';
   });
 
   test('run: stdin reaches the process', async () => {
-    const child = execFile(CTR, ['--address', daemon.address, 'run', '--rm', '--runtime', RUNTIME, '--rootfs', rootfs, 'r3', '/bin/cat'], { timeout: 30_000 });
+    const child = execFile(CTR, ['--address', daemon.address, '-n', NS, 'run', '--rm', '--runtime', RUNTIME, '--rootfs', rootfs, 'r3', '/bin/cat'], { timeout: 30_000 });
     let out = '';
     child.stdout!.on('data', (d) => (out += d));
     child.stdin!.end('from-stdin\n');
@@ -94,7 +100,7 @@ const SOCKET_DIR = '/run/berth/s';
   });
 
   (fs.existsSync('/usr/bin/script') ? test : test.skip)('run -t: the process has a terminal, its output arrives', async () => {
-    const { stdout } = await run('/usr/bin/script', ['-qc', `${CTR} --address ${daemon.address} run --rm -t --runtime ${RUNTIME} --rootfs ${rootfs} t1 /bin/sh -c 'tty; echo hello-tty'`, '/dev/null'], { timeout: 30_000 });
+    const { stdout } = await run('/usr/bin/script', ['-qc', `${CTR} --address ${daemon.address} -n ${NS} run --rm -t --runtime ${RUNTIME} --rootfs ${rootfs} t1 /bin/sh -c 'tty; echo hello-tty'`, '/dev/null'], { timeout: 30_000 });
     expect(stdout).toMatch(/\/dev\/pts\/0\r+\n/);
     expect(stdout).toContain('hello-tty');
     expect(await tasks()).toEqual({});
@@ -135,7 +141,7 @@ const SOCKET_DIR = '/run/berth/s';
     process.kill(shim!, 'SIGKILL');
     await waitFor('the task to go', async () => ((await tasks()).k1 === undefined ? true : undefined));
     await waitFor('the container process to die', () => (fs.existsSync(`/proc/${pid}`) ? undefined : true));
-    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/default/k1`)).toBe(false);
+    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/${NS}/k1`)).toBe(false);
     await ctr('containers', 'rm', 'k1');
   });
 });

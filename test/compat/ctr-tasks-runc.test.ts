@@ -5,18 +5,20 @@ import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { fromAny } from '../../proto/codec';
-import { BERTH, cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
+import { assertNothingLeft, BERTH, cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
 
 const run = promisify(execFile);
 const CTR = process.env.CTR ?? '/usr/bin/ctr';
+// A namespace of its own: cgroups /<ns>/<id> that are this file's alone.
+const NS = 'ctr-tasks-runc';
 const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin/containerd-shim-runc-v2');
 
 (RUNC_AVAILABLE ? describe : describe.skip)('ctr against berthd with the runc shim', () => {
   let daemon: TestDaemon;
   let rootfs: string;
   const ids: string[] = [];
-  const ctr = async (...args: string[]) => (await run(CTR, ['--address', daemon.address, ...args], { timeout: 30_000 })).stdout;
+  const ctr = async (...args: string[]) => (await run(CTR, ['--address', daemon.address, '-n', NS, ...args], { timeout: 30_000 })).stdout;
   const tasks = async () =>
     Object.fromEntries(
       (await ctr('tasks', 'ls'))
@@ -43,7 +45,11 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       await ctr('tasks', 'rm', '-f', id).catch(() => undefined);
       await ctr('containers', 'rm', id).catch(() => undefined);
     }
-    await cleanup(daemon);
+    try {
+      await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 'nort'] });
+    } finally {
+      await cleanup(daemon);
+    }
     removeRootfs(rootfs);
   });
 
@@ -55,7 +61,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
   });
 
   test('run exit status reaches ctr', async () => {
-    const r = await run(CTR, ['--address', daemon.address, 'run', '--rm', '--rootfs', rootfs, 'r2', '/bin/sh', '-c', 'exit 3']).then(
+    const r = await run(CTR, ['--address', daemon.address, '-n', NS, 'run', '--rm', '--rootfs', rootfs, 'r2', '/bin/sh', '-c', 'exit 3']).then(
       () => 0,
       (e) => e.code,
     );
@@ -82,7 +88,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
 
     await ctr('tasks', 'kill', '-s', 'SIGKILL', 'd1'); // sleep as PID 1 ignores SIGTERM
     await waitFor('the task to stop', async () => (await tasks()).d1?.status === 'STOPPED');
-    const again = await run(CTR, ['--address', daemon.address, 'tasks', 'kill', 'd1']).then(
+    const again = await run(CTR, ['--address', daemon.address, '-n', NS, 'tasks', 'kill', 'd1']).then(
       () => '',
       (e) => String(e.stderr),
     );
@@ -95,17 +101,17 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
 
   test('bad input: a task that exists, a missing container, an unknown runtime', async () => {
     await runDetached('dup', '/bin/sleep', '1000');
-    const dup = await run(CTR, ['--address', daemon.address, 'tasks', 'start', 'dup']).then(
+    const dup = await run(CTR, ['--address', daemon.address, '-n', NS, 'tasks', 'start', 'dup']).then(
       () => '',
       (e) => String(e.stderr),
     );
     expect(dup).toContain('task dup: already exists');
-    const missing = await run(CTR, ['--address', daemon.address, 'tasks', 'start', 'nonexist']).then(
+    const missing = await run(CTR, ['--address', daemon.address, '-n', NS, 'tasks', 'start', 'nonexist']).then(
       () => '',
       (e) => String(e.stderr),
     );
-    expect(missing).toContain('container "nonexist" in namespace "default": not found');
-    const unknown = await run(CTR, ['--address', daemon.address, 'run', '--rm', '--runtime', 'io.containerd.nosuch.v1', '--rootfs', rootfs, 'nort', '/bin/true']).then(
+    expect(missing).toContain(`container "nonexist" in namespace "${NS}": not found`);
+    const unknown = await run(CTR, ['--address', daemon.address, '-n', NS, 'run', '--rm', '--runtime', 'io.containerd.nosuch.v1', '--rootfs', rootfs, 'nort', '/bin/true']).then(
       () => '',
       (e) => String(e.stderr),
     );
@@ -113,7 +119,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     await ctr('containers', 'rm', 'nort').catch(() => undefined);
     // nothing leaked: no task and no bundle for it
     expect((await tasks()).nort).toBeUndefined();
-    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/default/nort`)).toBe(false);
+    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/${NS}/nort`)).toBe(false);
   });
 
   test('tasks survive SIGKILL of berthd; an exit while it was down is seen after', async () => {
@@ -127,7 +133,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     const after = await tasks();
     expect(after.s1).toEqual({ pid: before.s1.pid, status: 'RUNNING' });
     expect(after.s2.status).toBe('STOPPED');
-    const client = daemon.client();
+    const client = daemon.client(NS);
     try {
       const { process: p } = await client.unary('tasks', 'Get', { container_id: 's2' });
       expect(p).toMatchObject({ id: 's2', status: 'STOPPED', exit_status: 137 });
@@ -139,7 +145,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
 
   test('a shim killed with SIGKILL: its task is gone, its resources cleaned, the exit published', async () => {
     await runDetached('k1', '/bin/sleep', '1000');
-    const watcher = daemon.client();
+    const watcher = daemon.client(NS);
     const events: any[] = [];
     const reading = (async () => {
       for await (const e of watcher.stream('events', 'Subscribe', { filters: ['topic~=|^/tasks/|,event.container_id==k1'] })) {
@@ -149,7 +155,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     })();
     await sleep(100);
     // The shim is the process whose command line names this task's id.
-    const shimPid = spawnSync('pgrep', ['-f', 'containerd-shim-runc-v2 -namespace default -id k1']).stdout.toString().trim().split('\n')[0];
+    const shimPid = spawnSync('pgrep', ['-f', `containerd-shim-runc-v2 -namespace ${NS} -id k1`]).stdout.toString().trim().split('\n')[0];
     expect(shimPid).toMatch(/^\d+$/);
     process.kill(Number(shimPid), 'SIGKILL');
     await reading;
@@ -157,11 +163,11 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     expect(events.map((e) => e.topic)).toEqual(['/tasks/exit', '/tasks/delete']);
     expect(fromAny(events[0].event)).toMatchObject({ container_id: 'k1', id: 'k1' });
     expect((await tasks()).k1).toBeUndefined();
-    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/default/k1`)).toBe(false);
+    expect(fs.existsSync(`${daemon.state}/io.containerd.runtime.v2.task/${NS}/k1`)).toBe(false);
   });
 
   test('the berth CLI manages what ctr started: containers ls/info/rm, tasks ls/ps/pause/resume/metrics/kill/rm', async () => {
-    const berth = async (...args: string[]) => (await run(process.execPath, [BERTH, '--address', daemon.address, ...args], { timeout: 30_000 })).stdout;
+    const berth = async (...args: string[]) => (await run(process.execPath, [BERTH, '--address', daemon.address, '--namespace', NS, ...args], { timeout: 30_000 })).stdout;
     await runDetached('b1', '/bin/sleep', '1000');
     expect((await berth('containers', 'ls')).split('\n').find((l) => l.startsWith('b1'))).toMatch(/^b1\s+-\s+io\.containerd\.runc\.v2\s+-$/);
     expect(JSON.parse(await berth('containers', 'info', 'b1')).spec.process.args).toEqual(['/bin/sleep', '1000']);
@@ -172,7 +178,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
     expect((await tasks()).b1.status).toBe('PAUSED');
     await berth('tasks', 'resume', 'b1');
     expect(await berth('tasks', 'metrics', 'b1')).toMatch(/io\.containerd\.cgroups\.v1\.Metrics[\s\S]*memory\.usage\s+\d+/);
-    const refused = await run(process.execPath, [BERTH, '--address', daemon.address, 'containers', 'rm', 'b1']).then(
+    const refused = await run(process.execPath, [BERTH, '--address', daemon.address, '--namespace', NS, 'containers', 'rm', 'b1']).then(
       () => '',
       (e) => String(e.stderr),
     );

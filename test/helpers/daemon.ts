@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client } from '../../cli/client';
+import { fifoRoot } from '../../cli/stdio';
 
 /** dist/test/helpers → the package root. */
 export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -27,6 +28,8 @@ export interface DaemonOptions {
 export class TestDaemon {
   proc: ChildProcess | undefined;
   stderr = '';
+  /** The cgroup directories one level below each hierarchy when the daemon was made (see assertNothingLeft). */
+  readonly cgroupsBefore = new Set(cgroupTops());
   private exitPromise: Promise<number | null> | undefined;
 
   constructor(
@@ -148,4 +151,113 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | Promise
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }
+}
+
+const CGROUP_ROOT = '/sys/fs/cgroup';
+const TASK_DIR = 'io.containerd.runtime.v2.task';
+
+/** The hierarchies (v1 controllers, or the v2 root itself). */
+function cgroupHierarchies(): string[] {
+  if (!fs.existsSync(CGROUP_ROOT)) return [];
+  if (fs.existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers'))) return [CGROUP_ROOT];
+  return fs
+    .readdirSync(CGROUP_ROOT, { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => path.join(CGROUP_ROOT, e.name));
+}
+
+function cgroupTops(): string[] {
+  const out: string[] = [];
+  for (const h of cgroupHierarchies()) {
+    try {
+      for (const e of fs.readdirSync(h, { withFileTypes: true })) if (e.isDirectory()) out.push(path.join(h, e.name));
+    } catch {
+      // a hierarchy we cannot read
+    }
+  }
+  return out;
+}
+
+/** Mount points at or below `prefix`, from /proc/mounts (octal escapes decoded). */
+function mountsBelow(prefix: string): string[] {
+  const base = prefix.replace(/\/+$/, '');
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => (l.split(' ')[1] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((t) => t === base || t.startsWith(`${base}/`));
+}
+
+/**
+ * Shim processes started for this daemon: containerd passes shims the daemon's TTRPC_ADDRESS
+ * (<address>.ttrpc) in their environment; the berth shim rewrites its command line (no -address).
+ */
+export function shimProcesses(daemon: TestDaemon): number[] {
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (!argv.slice(0, 2).some((a) => a.includes('containerd-shim'))) continue;
+      const env = fs.readFileSync(`/proc/${name}/environ`, 'utf8').split('\0');
+      if (argv.includes(daemon.address) || env.includes(`TTRPC_ADDRESS=${daemon.address}.ttrpc`)) pids.push(Number(name));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+const listDir = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
+
+/**
+ * What a test file must not leave behind, checked in its afterAll before cleanup(daemon), once its
+ * tasks and containers are deleted: no task bundle or work directory in the daemon's state or
+ * root; then, the daemon stopped (SIGTERM: that also stops its spare berth shim), no shim process
+ * of this daemon (given time to exit), no mount under its directory (or `dirs`), no cgroup
+ * /<namespace>/<id> for `ids` in any hierarchy, no FIFO directory of berth's for them. Empty
+ * per-namespace cgroup parents that did not exist when the daemon was made (runc leaves them) are
+ * removed. Throws listing every leak.
+ */
+export async function assertNothingLeft(
+  daemon: TestDaemon,
+  options: { namespaces?: string[]; ids?: string[]; dirs?: string[] } = {},
+): Promise<void> {
+  const namespaces = options.namespaces ?? ['default'];
+  const ids = options.ids ?? [];
+  const leaks: string[] = [];
+
+  for (const base of [daemon.state, daemon.root]) {
+    for (const ns of listDir(path.join(base, TASK_DIR))) {
+      for (const id of listDir(path.join(base, TASK_DIR, ns))) leaks.push(`task directory ${path.join(base, TASK_DIR, ns, id)}`);
+    }
+  }
+
+  await daemon.terminate();
+  await waitFor('the shims to exit', () => (shimProcesses(daemon).length === 0 ? true : undefined), 20_000).catch(() => undefined);
+  for (const pid of shimProcesses(daemon)) leaks.push(`shim process ${pid}`);
+  for (const dir of [daemon.dir, ...(options.dirs ?? [])]) for (const m of mountsBelow(dir)) leaks.push(`mount ${m}`);
+
+  for (const h of cgroupHierarchies()) {
+    for (const ns of namespaces) {
+      const parent = path.join(h, ns);
+      for (const id of ids) if (fs.existsSync(path.join(parent, id))) leaks.push(`cgroup ${path.join(parent, id)}`);
+      if (!daemon.cgroupsBefore.has(parent) && fs.existsSync(parent)) {
+        try {
+          fs.rmdirSync(parent); // only succeeds when empty
+        } catch {
+          // not empty (someone else's, or reported above)
+        }
+      }
+    }
+  }
+
+  const fifos = fifoRoot();
+  for (const entry of listDir(fifos)) {
+    if (namespaces.some((ns) => ids.some((id) => entry.startsWith(`${ns}-${id}-`)))) {
+      leaks.push(`FIFO directory ${path.join(fifos, entry)}`);
+      fs.rmSync(path.join(fifos, entry), { recursive: true, force: true });
+    }
+  }
+  if (leaks.length) throw new Error(`left behind:\n  ${leaks.join('\n  ')}`);
 }

@@ -2,7 +2,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import { promisify } from 'node:util';
-import { BERTH, cleanup, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
+import { assertNothingLeft, BERTH, cleanup, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 
 const run = promisify(execFile);
 
@@ -15,7 +15,11 @@ describe('berth CLI', () => {
     daemon = await startDaemon();
   });
   afterAll(async () => {
-    await cleanup(daemon);
+    try {
+      await assertNothingLeft(daemon, { namespaces: [] }); // no containers here: only the daemon's own leftovers
+    } finally {
+      await cleanup(daemon);
+    }
   });
 
   test('version', async () => {
@@ -59,6 +63,14 @@ describe('berth CLI', () => {
     });
     await expect(run(process.execPath, [BERTH, '--address', '/nonexistent/sock', '--timeout', '2000', 'version'])).rejects.toMatchObject({
       code: 1,
+    });
+  });
+
+  test('run defaults to the berth runtime; tasks attach needs a task', async () => {
+    expect((await berth('run', '--help')).stdout).toMatch(/--runtime <name>\s+runtime name .*\(default:\s+"io\.containerd\.berth\.v1"\)/s);
+    await expect(berth('tasks', 'attach', 'missing')).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^berth: .*missing.*not found/),
     });
   });
 
