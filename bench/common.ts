@@ -63,3 +63,83 @@ export async function stopPeers({ registry, containerd, berthd }: Peers): Promis
   }
   await registry?.stop();
 }
+
+// ---- the shape every bench module reports in, for bench/all.ts ----
+
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  samples?: number[];
+}
+
+export function stats(xs: number[]): Stats {
+  if (!xs.length) throw new Error('no samples');
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), samples: xs };
+}
+
+/** One comparable measurement: the same thing measured on berthd and on containerd, same run. */
+export interface Metric {
+  /** e.g. "pull small (ctr)", "rpc Version round trip" */
+  name: string;
+  /** unit of median/min/max: s, ms, µs, MiB, MiB/s, calls/s */
+  unit: string;
+  /** whether a higher number is better (throughput) or a lower one (time, memory) */
+  better: 'lower' | 'higher';
+  berth: Stats;
+  containerd: Stats;
+  /** berth median / containerd median */
+  ratio: number;
+  /** which berth side (runtime, client) and anything else worth reading next to the numbers */
+  note?: string;
+}
+
+/** Builds a Metric from raw samples (scaled by `scale`, e.g. 1000 for s → ms). */
+export function metric(name: string, unit: string, better: 'lower' | 'higher', berth: number[], containerd: number[], note?: string, scale = 1): Metric {
+  const b = stats(berth.map((x) => x * scale));
+  const c = stats(containerd.map((x) => x * scale));
+  return { name, unit, better, berth: b, containerd: c, ratio: b.median / c.median, ...(note ? { note } : {}) };
+}
+
+export interface BenchOptions {
+  /** few iterations, small sizes: a smoke run */
+  quick?: boolean;
+  /** where a module writes its own detailed report (all.ts sends it to stderr) */
+  log?: (s: string) => void;
+}
+
+export interface BenchResult {
+  /** the module's detailed result (what its standalone --json writes) */
+  detail: unknown;
+  metrics: Metric[];
+}
+
+/** Runs a module's `main` when the file is executed directly (node dist/bench/x.js). */
+export function standalone(mod: NodeModule, main: () => Promise<void>): void {
+  if (require.main !== mod) return;
+  main().catch((err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}
+
+/** Writes a deterministic, incompressible stream of `bytes` (xorshift32 from `seed`) as chunks. */
+export function* randomChunks(seed: number, bytes: number, chunk = 1 << 20): Generator<Buffer> {
+  const r = rng(seed);
+  for (let off = 0; off < bytes; off += chunk) {
+    const n = Math.min(chunk, bytes - off);
+    const words = new Uint32Array(Math.ceil(n / 4));
+    for (let i = 0; i < words.length; i++) words[i] = r();
+    yield Buffer.from(words.buffer, 0, n);
+  }
+}
+
+/** Kills a pid (SIGKILL), ignoring one that is gone. */
+export function killPid(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone
+  }
+}

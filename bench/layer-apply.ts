@@ -1,7 +1,7 @@
 // Benchmark: pulling and unpacking one large layer with the real `ctr`, into containerd 1.6 (a
 // peer started for the run) and into berthd, side by side on the same machine, same registry.
 //
-//   npm run build && node dist/bench/layer-apply.js [--runs 3] [--json FILE]
+//   npm run build && node dist/bench/layer-apply.js [--runs 3] [--quick] [--json FILE]
 //
 // The layer: a synthetic tree shaped like a Debian rootfs (nested usr/share/doc, usr/lib,
 // usr/share/locale…: several thousand small files, some MB-sized libraries and blobs, symlinks,
@@ -32,7 +32,7 @@ import { startDaemon, cleanup, tempDir, sleep, type TestDaemon } from '../test/h
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { skopeoCopy } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
-import { cacheDir, median, reportPeers, rng, stopPeers, timed } from './common';
+import { cacheDir, median, metric, reportPeers, rng, standalone, stopPeers, timed, type BenchOptions, type BenchResult } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -233,9 +233,14 @@ async function oneRun(side: Side, ref: string, chainID: string, ns: string): Pro
   if (left.length) throw new Error(`${side.name}: snapshots left in namespace ${ns} after images rm --sync: ${left.join('; ')}`);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, json: { type: 'string' } } });
-  const runs = Math.max(1, Number(values.runs));
+export interface LayerApplyOptions extends BenchOptions {
+  /** default 3, quick 1 */
+  runs?: number;
+}
+
+export async function layerApplyBench(opts: LayerApplyOptions = {}): Promise<BenchResult> {
+  const log = opts.log ?? ((s: string) => process.stdout.write(s));
+  const runs = Math.max(1, opts.runs ?? (opts.quick ? 1 : 3));
   const layer = await buildLayer();
 
   let registry: TestRegistry | undefined;
@@ -264,7 +269,7 @@ async function main(): Promise<void> {
       const order = i % 2 === 0 ? sides : [...sides].reverse();
       for (const s of order) {
         await oneRun(s, ref, chainID, `bench-${i}`);
-        process.stderr.write(`run ${i + 1}/${runs} ${s.name.padEnd(10)} pull ${s.pull[i]!.toFixed(2)} s  unpack ${s.unpack[i]!.toFixed(2)} s\n`);
+        log(`run ${i + 1}/${runs} ${s.name.padEnd(10)} pull ${s.pull[i]!.toFixed(2)} s  unpack ${s.unpack[i]!.toFixed(2)} s\n`);
       }
     }
 
@@ -284,14 +289,21 @@ async function main(): Promise<void> {
     const f = (x: number) => x.toFixed(2).padStart(6);
     const line = (label: string, s: { median: number; min: number; max: number }, unit: string) =>
       `${label.padEnd(26)}${f(s.median)}${unit} ${f(s.min)}${unit} ${f(s.max)}${unit}`;
-    process.stdout.write(
+    log(
       `layer apply: ${layer.source}, ${(layer.tarSize / 1e6).toFixed(0)} MB tar / ${(layer.gzSize / 1e6).toFixed(0)} MB gzip, ${layer.entries} entries; ${runs} runs\n` +
         `${''.padEnd(26)}${'median'.padStart(7)} ${'min'.padStart(7)} ${'max'.padStart(7)}\n` +
         `${line('containerd pull', result.containerd.pull, 's')}\n${line('berthd pull', result.berthd.pull, 's')}\n` +
         `${line('containerd unpack', result.containerd.unpack, 's')}\n${line('berthd unpack', result.berthd.unpack, 's')}\n` +
         `${line('ratio berth/ctrd pull', result.ratio.pull, 'x')}\n${line('ratio berth/ctrd unpack', result.ratio.unpack, 'x')}\n`,
     );
-    if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
+    const what = `${(layer.gzSize / 1e6).toFixed(0)} MB gzip, ${layer.entries} entries; ctr on both sides; ${runs} runs`;
+    return {
+      detail: result,
+      metrics: [
+        metric('layer apply: pull+unpack one large layer', 's', 'lower', b.pull, c.pull, what),
+        metric('layer apply: unpack only (content present)', 's', 'lower', b.unpack, c.unpack, what),
+      ],
+    };
   } catch (err) {
     reportPeers({ berthd, containerd });
     throw err;
@@ -301,7 +313,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'string' } } });
+  const r = await layerApplyBench({ quick: values.quick, runs: values.runs === undefined ? undefined : Number(values.runs) });
+  if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ ...(r.detail as object), metrics: r.metrics }, null, 2)}\n`);
+}
+
+standalone(module, main);

@@ -1,14 +1,17 @@
 // Benchmark: image pull + unpack, containerd 1.6 (a peer started for the run) against berthd, side
 // by side in the same run, from the same local registry.
 //
-//   npm run build && node dist/bench/pull.js [--runs 5] [--json FILE]
+//   npm run build && node dist/bench/pull.js [--runs 5] [--images small,medium,large] [--quick] [--json FILE]
 //
-// Two images, pushed once with skopeo to a local docker-registry (plain HTTP):
+// Three images, pushed once with skopeo to a local docker-registry (plain HTTP):
 //   small   busybox-static, one layer (~1 MB gzip): test/helpers/images.ts buildImage().
 //   medium  five layers of a synthetic Debian-like rootfs, ~100 MB gzip in all, layers of different
 //           sizes (base ~40 %, then ~25, 15, 12, 8 %); the upper layers delete some files of the
 //           base (whiteouts) and add packages of their own. Built once, cached under
 //           $XDG_CACHE_HOME/berth-bench (or ~/.cache/berth-bench).
+//   large   medium + a sixth layer holding one 500 MiB file of incompressible data (xorshift32,
+//           fixed seed: the same bytes on every machine; gzip level 1), also cached.
+// --quick: one run, the small image and, as "large", only the random layer at 16 MiB.
 //
 // For each image and each run (the order of the three rotates between runs), in a fresh namespace:
 //   containerd         `ctr -n <ns> images pull --plain-http <ref>` against containerd: ctr fetches
@@ -31,7 +34,7 @@ import { startDaemon, cleanup, BERTH, type TestDaemon } from '../test/helpers/da
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
-import { cacheDir, median, reportPeers, rng, stopPeers, timed } from './common';
+import { cacheDir, median, metric, randomChunks, reportPeers, rng, standalone, stopPeers, timed, type BenchOptions, type BenchResult, type Metric } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -175,7 +178,7 @@ function* syntheticLayer(layer: number, spec: LayerSpec, pool: { text: Buffer; b
 }
 
 /** Streams a tar (from chunks) through sha256 (diffID) and gzip into `gzPath`. */
-async function compress(chunks: Iterable<Buffer>, gzPath: string): Promise<{ diffID: string; tarSize: number; gzSize: number }> {
+async function compress(chunks: Iterable<Buffer>, gzPath: string, level = 6): Promise<{ diffID: string; tarSize: number; gzSize: number }> {
   const h = crypto.createHash('sha256');
   let tarSize = 0;
   function* tee() {
@@ -187,7 +190,7 @@ async function compress(chunks: Iterable<Buffer>, gzPath: string): Promise<{ dif
   }
   const tmp = `${gzPath}.tmp-${process.pid}`;
   try {
-    await pipeline(Readable.from(tee()), zlib.createGzip({ level: 6 }), fs.createWriteStream(tmp));
+    await pipeline(Readable.from(tee()), zlib.createGzip({ level }), fs.createWriteStream(tmp));
     fs.renameSync(tmp, gzPath);
   } finally {
     fs.rmSync(tmp, { force: true });
@@ -225,6 +228,33 @@ async function buildMediumLayers(): Promise<CachedLayer[]> {
 
 
 
+/** One layer: a single file `data/random.bin` of `mib` MiB of incompressible, deterministic bytes. Cached. */
+export async function buildRandomLayer(mib: number): Promise<CachedLayer> {
+  const dir = cacheDir();
+  const name = `pull-random-${mib}mib.v${CACHE_FORMAT}`;
+  const metaPath = path.join(dir, `${name}.json`);
+  const gzPath = path.join(dir, `${name}.tar.gz`);
+  if (fs.existsSync(metaPath) && fs.existsSync(gzPath)) {
+    const meta = JSON.parse(fs.readFileSync(metaPath, 'utf8')) as CachedLayer;
+    if (fs.statSync(gzPath).size === meta.gzSize) return { ...meta, gzPath };
+  }
+  const started = Date.now();
+  const bytes = mib * 1048576;
+  const mtime = 1_700_000_000;
+  function* chunks(): Generator<Buffer> {
+    yield encodeHeader({ name: 'data/', type: TypeFlag.Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
+    yield encodeHeader({ name: 'data/random.bin', type: TypeFlag.Reg, mode: 0o644, uid: 0, gid: 0, size: bytes, mtime });
+    yield* randomChunks(0x5eed0500, bytes);
+    yield padding(bytes);
+    yield END_OF_ARCHIVE;
+  }
+  const r = await compress(chunks(), gzPath, 1);
+  const layer: CachedLayer = { gzPath, ...r, entries: 2, whiteouts: 0 };
+  fs.writeFileSync(metaPath, JSON.stringify(layer, null, 2));
+  process.stderr.write(`built ${mib} MiB random layer: ${(r.gzSize / 1e6).toFixed(0)} MB gzip in ${((Date.now() - started) / 1000).toFixed(1)} s (cached in ${dir})\n`);
+  return layer;
+}
+
 /** `node dist/cli/main.js --address <sock> -n <ns> …args` */
 function berth(address: string, ns: string, args: string[], timeoutMs = 180_000): Promise<void> {
   const full = [BERTH, '--address', address, '-n', ns, ...args];
@@ -246,8 +276,10 @@ interface Mode {
   pull(ref: string, ns: string): Promise<unknown>;
 }
 
+type ImageKey = 'small' | 'medium' | 'large';
+
 interface Bench {
-  key: 'small' | 'medium';
+  key: ImageKey;
   description: string;
   ref: string;
   layers: number;
@@ -267,11 +299,26 @@ async function pullOnce(mode: Mode, ref: string, ns: string): Promise<number> {
   return t;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, json: { type: 'string' } } });
-  const runs = Math.max(1, Number(values.runs));
+export interface PullOptions extends BenchOptions {
+  /** default 5, quick 1 */
+  runs?: number;
+  /** default small, medium, large; quick small, large */
+  images?: ImageKey[];
+  /** size of the random layer of "large" (default 500 MiB, quick 16 MiB) */
+  randomMiB?: number;
+}
+
+export async function pullBench(opts: PullOptions = {}): Promise<BenchResult> {
+  const log = opts.log ?? ((s: string) => process.stdout.write(s));
+  const quick = !!opts.quick;
+  const runs = Math.max(1, opts.runs ?? (quick ? 1 : 5));
+  const wanted = new Set<ImageKey>(opts.images ?? (quick ? ['small', 'large'] : ['small', 'medium', 'large']));
+  const randomMiB = opts.randomMiB ?? (quick ? 16 : 500);
+  // quick: "large" is the random layer alone (no medium underneath)
+  const largeOnMedium = !quick;
   const started = Date.now();
-  const mediumLayers = await buildMediumLayers();
+  const mediumLayers = wanted.has('medium') || (wanted.has('large') && largeOnMedium) ? await buildMediumLayers() : [];
+  const randomLayer = wanted.has('large') ? await buildRandomLayer(randomMiB) : undefined;
 
   let registry: TestRegistry | undefined;
   let containerd: PeerContainerd | undefined;
@@ -287,14 +334,23 @@ async function main(): Promise<void> {
     if (!registry || !containerd || !berthd) throw new Error('unreachable');
     const small = await buildImage({ tag: 'bench' });
     layouts.push(small);
-    const medium = writeOciLayout(
-      mediumLayers.map((l) => ({ gz: fs.readFileSync(l.gzPath), diffID: l.diffID })),
-      'bench',
-    );
-    layouts.push(medium);
     const smallRef = `${registry.host}/bench/busybox:bench`;
     const mediumRef = `${registry.host}/bench/rootfs5:bench`;
-    await Promise.all([skopeoCopy(small, smallRef), skopeoCopy(medium, mediumRef)]);
+    const largeRef = `${registry.host}/bench/rootfs5-random:bench`;
+    const copies: Promise<void>[] = [];
+    if (wanted.has('small')) copies.push(skopeoCopy(small, smallRef));
+    const gzOf = (l: CachedLayer) => ({ gz: fs.readFileSync(l.gzPath), diffID: l.diffID });
+    if (wanted.has('medium')) {
+      const medium = writeOciLayout(mediumLayers.map(gzOf), 'bench');
+      layouts.push(medium);
+      copies.push(skopeoCopy(medium, mediumRef));
+    }
+    if (wanted.has('large')) {
+      const large = writeOciLayout([...(largeOnMedium ? mediumLayers : []), randomLayer!].map(gzOf), 'bench');
+      layouts.push(large);
+      copies.push(skopeoCopy(large, largeRef));
+    }
+    await Promise.all(copies);
     const smallLayer = small.manifests[0]!.layers[0]!;
     for (const l of layouts.splice(0)) l.remove();
 
@@ -307,10 +363,11 @@ async function main(): Promise<void> {
       { name: 'berthd-server', label: 'berthd (server pull)', address: b.address, pull: (ref, ns) => berth(b.address, ns, ['images', 'pull', '--plain-http', ref]) },
     ];
     const empty = (): Record<ModeName, number[]> => ({ containerd: [], 'berthd-ctr': [], 'berthd-server': [] });
+    const largeLayers = randomLayer ? [...(largeOnMedium ? mediumLayers : []), randomLayer] : [];
     const benches: Bench[] = [
-      { key: 'small', description: 'busybox-static, 1 layer', ref: smallRef, layers: 1, gzipBytes: smallLayer.size, tarBytes: 0, times: empty() },
+      { key: 'small' as const, description: 'busybox-static, 1 layer', ref: smallRef, layers: 1, gzipBytes: smallLayer.size, tarBytes: 0, times: empty() },
       {
-        key: 'medium',
+        key: 'medium' as const,
         description: 'synthetic Debian-like rootfs, 5 layers',
         ref: mediumRef,
         layers: mediumLayers.length,
@@ -318,7 +375,16 @@ async function main(): Promise<void> {
         tarBytes: mediumLayers.reduce((a, l) => a + l.tarSize, 0),
         times: empty(),
       },
-    ];
+      {
+        key: 'large' as const,
+        description: `${largeOnMedium ? 'medium + ' : ''}a ${randomMiB} MiB layer of random data, ${largeLayers.length} layer${largeLayers.length > 1 ? 's' : ''}`,
+        ref: largeRef,
+        layers: largeLayers.length,
+        gzipBytes: largeLayers.reduce((a, l) => a + l.gzSize, 0),
+        tarBytes: largeLayers.reduce((a, l) => a + l.tarSize, 0),
+        times: empty(),
+      },
+    ].filter((b) => wanted.has(b.key));
 
     // warm-up, not measured: page cache for the registry's blobs, daemons' and clients' first-call costs
     for (const bench of benches) for (const m of modes) await pullOnce(m, bench.ref, `warmup-${bench.key}-${m.name}`);
@@ -333,7 +399,7 @@ async function main(): Promise<void> {
           bench.times[m.name].push(t);
           line.push(`${m.name} ${t.toFixed(3)} s`);
         }
-        process.stderr.write(`run ${i + 1}/${runs} ${bench.key.padEnd(6)} ${line.join('  ')}\n`);
+        log(`run ${i + 1}/${runs} ${bench.key.padEnd(6)} ${line.join('  ')}\n`);
       }
     }
 
@@ -391,8 +457,16 @@ async function main(): Promise<void> {
       'notes: ctr\'s pull returns on its 100 ms progress tick, so the small pull is dominated by the client\n' +
       '       (both ctr rows carry that quantum); the server pull includes the berth CLI\'s Node start-up (~0.1 s).\n' +
       `       total ${result.totalSeconds.toFixed(0)} s\n`;
-    process.stdout.write(out);
-    if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
+    log(out);
+    const metrics: Metric[] = [];
+    for (const bench of benches) {
+      const size = `${(bench.gzipBytes / 1e6).toFixed(bench.gzipBytes < 1e7 ? 1 : 0)} MB gzip, ${bench.layers} layer${bench.layers > 1 ? 's' : ''}`;
+      metrics.push(
+        metric(`pull+unpack ${bench.key} (ctr pulls)`, 's', 'lower', bench.times['berthd-ctr'], bench.times.containerd, `${size}; ctr on both sides; ${runs} runs`),
+        metric(`pull+unpack ${bench.key} (berth server pull)`, 's', 'lower', bench.times['berthd-server'], bench.times.containerd, `${size}; berth CLI (incl. its Node start-up) vs ctr`),
+      );
+    }
+    return { detail: result, metrics };
   } catch (err) {
     reportPeers({ berthd, containerd });
     throw err;
@@ -402,7 +476,14 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string' }, images: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'string' } } });
+  const r = await pullBench({
+    quick: values.quick,
+    runs: values.runs === undefined ? undefined : Number(values.runs),
+    images: values.images ? (values.images.split(',') as ImageKey[]) : undefined,
+  });
+  if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ ...(r.detail as object), metrics: r.metrics }, null, 2)}\n`);
+}
+
+standalone(module, main);

@@ -1,7 +1,7 @@
 // Benchmark: running containers with the real `ctr`, containerd 1.6 (a peer started for the run)
 // against berthd, side by side in the same run, from the same image pulled into both.
 //
-//   npm run build && node dist/bench/run.js [--runs 20] [--concurrent-runs N] [--json FILE]
+//   npm run build && node dist/bench/run.js [--runs 20] [--concurrent 20] [--concurrent-runs N] [--quick] [--json FILE]
 //
 // The image: busybox-static, one layer (test/helpers/images.ts buildImage()), pushed with skopeo
 // to a local docker-registry (plain HTTP) and pulled into each daemon with
@@ -14,9 +14,10 @@
 //
 // Measured (the order of the three rotates between runs, reversed every other run):
 //   1. `ctr run --rm <ref> <id> /bin/busybox true`: wall time, N runs.
-//   2. 10 concurrent `ctr run -d <ref> <id> /bin/busybox sleep 1000`: wall time until all 10 have
-//      returned; then memory per running container = (sum of the PSS of the shim processes of the
-//      namespace, from /proc/<pid>/smaps_rollup, + the daemon's VmRSS growth over the 10 starts) / 10.
+//   2. --concurrent (20) concurrent `ctr run -d <ref> <id> /bin/busybox sleep 1000`: wall time until
+//      all have returned; then memory per running container = (sum of the PSS of the shim processes
+//      of the namespace, from /proc/<pid>/smaps_rollup, + the daemon's VmRSS growth over the starts)
+//      / the number of containers; and the same with the shims' VmRSS (shared pages counted in each).
 //      Then `tasks kill -s SIGKILL`, `tasks rm`, `containers rm` of all ten, and a check that no
 //      task, container or shim is left. Fewer rounds than N (--concurrent-runs, default ceil(N/7)).
 //   3. `ctr tasks exec --exec-id e<i> <id> /bin/busybox true` into one running container: N runs.
@@ -27,15 +28,14 @@ import { startDaemon, cleanup, sleep, waitFor, type TestDaemon } from '../test/h
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, type PeerContainerd } from '../test/helpers/containerd';
-import { median, timed, reportPeers, stopPeers } from './common';
+import { metric, median, timed, reportPeers, standalone, stopPeers, type BenchOptions, type BenchResult, type Metric } from './common';
 
-const RUNC = 'io.containerd.runc.v2';
-const BERTH_SHIM = 'io.containerd.berth.v1';
-const CONCURRENT = 10;
+export const RUNC = 'io.containerd.runc.v2';
+export const BERTH_SHIM = 'io.containerd.berth.v1';
 
-type ComboName = 'containerd-runc' | 'berthd-runc' | 'berthd-berth';
+export type ComboName = 'containerd-runc' | 'berthd-runc' | 'berthd-berth';
 
-interface Combo {
+export interface Combo {
   name: ComboName;
   label: string;
   address: string;
@@ -79,7 +79,7 @@ function pss(pid: number): number {
  * Shim processes of a namespace: cmdline contains containerd-shim-runc-v2, runtime/shim/main.js or
  * containerd-shim-berth-v1 (the berth shim sets its process title to that), and `-namespace <ns>`.
  */
-function shimPids(namespace: string): number[] {
+export function shimPids(namespace: string): number[] {
   const out: number[] = [];
   for (const e of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
@@ -96,9 +96,9 @@ function shimPids(namespace: string): number[] {
   return out;
 }
 
-const c = (combo: Combo, args: string[], timeoutMs = 60_000) => ctr(combo.address, args, { namespace: combo.namespace, timeoutMs });
+export const c = (combo: Combo, args: string[], timeoutMs = 60_000) => ctr(combo.address, args, { namespace: combo.namespace, timeoutMs });
 
-async function tasksLs(combo: Combo): Promise<Map<string, string>> {
+export async function tasksLs(combo: Combo): Promise<Map<string, string>> {
   const out = (await c(combo, ['tasks', 'ls'])).stdout;
   return new Map(
     out
@@ -111,7 +111,7 @@ async function tasksLs(combo: Combo): Promise<Map<string, string>> {
 }
 
 /** kill -s SIGKILL, wait for STOPPED, tasks rm, containers rm, for each of `ids`. */
-async function removeContainers(combo: Combo, ids: string[]): Promise<void> {
+export async function removeContainers(combo: Combo, ids: string[]): Promise<void> {
   await Promise.all(ids.map((id) => c(combo, ['tasks', 'kill', '-s', 'SIGKILL', id]).catch(() => undefined)));
   await waitFor(
     `${combo.name}: tasks to stop`,
@@ -132,7 +132,7 @@ async function removeContainers(combo: Combo, ids: string[]): Promise<void> {
 }
 
 /** Nothing left in the combination's namespace: no task, no container, no shim. */
-async function verifyEmpty(combo: Combo): Promise<void> {
+export async function verifyEmpty(combo: Combo): Promise<void> {
   const tasks = await tasksLs(combo);
   if (tasks.size) throw new Error(`${combo.name}: tasks left: ${[...tasks.keys()].join(' ')}`);
   const containers = (await c(combo, ['containers', 'ls', '-q'])).stdout.split('\n').filter((l) => l.trim());
@@ -141,7 +141,7 @@ async function verifyEmpty(combo: Combo): Promise<void> {
 }
 
 /** Best-effort removal of everything the benchmark created in a combination (for `finally`). */
-async function forceClean(combo: Combo): Promise<void> {
+export async function forceClean(combo: Combo): Promise<void> {
   for (const id of combo.live) {
     await c(combo, ['tasks', 'kill', '-a', '-s', 'SIGKILL', id], 10_000).catch(() => undefined);
   }
@@ -163,14 +163,16 @@ async function runRm(combo: Combo, ref: string, id: string): Promise<number> {
 interface MemoryRound {
   wallSeconds: number;
   shimPssBytes: number;
+  /** sum of the shims' VmRSS (shared pages counted in every process) */
+  shimRssBytes: number;
   shims: number;
   daemonRssGrowthBytes: number;
   perContainerBytes: number;
 }
 
-async function concurrentRound(combo: Combo, ref: string, tag: string): Promise<MemoryRound> {
+async function concurrentRound(combo: Combo, ref: string, tag: string, concurrent: number): Promise<MemoryRound> {
   if (shimPids(combo.namespace).length) throw new Error(`${combo.name}: shims running before the concurrent round`);
-  const ids = Array.from({ length: CONCURRENT }, (_, i) => `${combo.prefix}-b${i}-${tag}`);
+  const ids = Array.from({ length: concurrent }, (_, i) => `${combo.prefix}-b${i}-${tag}`);
   const rssBefore = vmRSS(combo.daemonPid);
   for (const id of ids) combo.live.add(id);
   const wallSeconds = await timed(() =>
@@ -183,22 +185,66 @@ async function concurrentRound(combo: Combo, ref: string, tag: string): Promise<
   const rssAfter = vmRSS(combo.daemonPid);
   const pids = shimPids(combo.namespace);
   const shimPssBytes = pids.reduce((a, p) => a + pss(p), 0);
+  const shimRssBytes = pids.reduce((a, p) => {
+    try {
+      return a + vmRSS(p);
+    } catch {
+      return a; // gone
+    }
+  }, 0);
   const daemonRssGrowthBytes = rssAfter - rssBefore;
   await removeContainers(combo, ids);
   await verifyEmpty(combo);
-  return { wallSeconds, shimPssBytes, shims: pids.length, daemonRssGrowthBytes, perContainerBytes: (shimPssBytes + daemonRssGrowthBytes) / CONCURRENT };
+  return { wallSeconds, shimPssBytes, shimRssBytes, shims: pids.length, daemonRssGrowthBytes, perContainerBytes: (shimPssBytes + daemonRssGrowthBytes) / concurrent };
 }
 
-function rotate<T>(xs: T[], i: number): T[] {
+export function rotate<T>(xs: T[], i: number): T[] {
   const order = [...xs.slice(i % xs.length), ...xs.slice(0, i % xs.length)];
   if (i % 2 === 1) order.reverse();
   return order;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, 'concurrent-runs': { type: 'string' }, json: { type: 'string' } } });
-  const runs = Math.max(1, Number(values.runs));
-  const concurrentRuns = Math.max(1, Number(values['concurrent-runs'] ?? Math.ceil(runs / 7)));
+/** Kills the shims of `namespaces` still running (by pid), removes runc's state and cgroup parents of them. */
+export function cleanupNamespaces(namespaces: string[]): void {
+  for (const ns of namespaces) {
+    for (const pid of shimPids(ns)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
+/** runc's per-namespace state directories and the empty cgroup parents runc leaves (cgroupsPath /<namespace>/<id>). */
+export function removeRuncLeftovers(namespaces: string[]): void {
+  const cgroupParents = fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgroup').map((h) => path.join('/sys/fs/cgroup', h)) : [];
+  for (const ns of namespaces) {
+    for (const root of ['/run/containerd/runc', '/run/runc', '/sys/fs/cgroup', ...cgroupParents]) {
+      try {
+        fs.rmdirSync(path.join(root, ns));
+      } catch {
+        // absent or not empty
+      }
+    }
+  }
+}
+
+export interface RunOptions extends BenchOptions {
+  /** run --rm and exec iterations (default 20, quick 3) */
+  runs?: number;
+  /** containers started at once in the burst / memory round (default 20, quick 3) */
+  concurrent?: number;
+  /** burst rounds (default ceil(runs / 7), quick 1) */
+  concurrentRuns?: number;
+}
+
+export async function runBench(opts: RunOptions = {}): Promise<BenchResult> {
+  const log = opts.log ?? ((s: string) => process.stdout.write(s));
+  const runs = Math.max(1, opts.runs ?? (opts.quick ? 3 : 20));
+  const concurrentRuns = Math.max(1, opts.concurrentRuns ?? (opts.quick ? 1 : Math.ceil(runs / 7)));
+  const CONCURRENT = Math.max(1, opts.concurrent ?? (opts.quick ? 3 : 20));
   const started = Date.now();
 
   let registry: TestRegistry | undefined;
@@ -244,7 +290,7 @@ async function main(): Promise<void> {
         runTimes[combo.name].push(t);
         line.push(`${combo.name} ${(t * 1000).toFixed(0)} ms`);
       }
-      process.stderr.write(`run --rm ${i + 1}/${runs}  ${line.join('  ')}\n`);
+      log(`run --rm ${i + 1}/${runs}  ${line.join('  ')}\n`);
     }
     for (const combo of combos) await verifyEmpty(combo);
 
@@ -253,11 +299,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < concurrentRuns; i++) {
       const line: string[] = [];
       for (const combo of rotate(combos, i)) {
-        const r = await concurrentRound(combo, ref, `${i}`);
+        const r = await concurrentRound(combo, ref, `${i}`, CONCURRENT);
         mem[combo.name].push(r);
         line.push(`${combo.name} ${(r.wallSeconds * 1000).toFixed(0)} ms ${(r.perContainerBytes / 1048576).toFixed(1)} MiB/ctr`);
       }
-      process.stderr.write(`concurrent ${i + 1}/${concurrentRuns}  ${line.join('  ')}\n`);
+      log(`concurrent ${i + 1}/${concurrentRuns}  ${line.join('  ')}\n`);
     }
 
     // 3. exec into one running container per combination
@@ -275,7 +321,7 @@ async function main(): Promise<void> {
         execTimes[combo.name].push(t);
         line.push(`${combo.name} ${(t * 1000).toFixed(0)} ms`);
       }
-      process.stderr.write(`exec ${i + 1}/${runs}  ${line.join('  ')}\n`);
+      log(`exec ${i + 1}/${runs}  ${line.join('  ')}\n`);
     }
     for (const combo of combos) await removeContainers(combo, [`${combo.prefix}-x`]);
     for (const combo of combos) await verifyEmpty(combo);
@@ -288,6 +334,7 @@ async function main(): Promise<void> {
         wallSeconds: stats(rs.map((r) => r.wallSeconds)),
         perContainerBytes: stats(rs.map((r) => r.perContainerBytes)),
         shimPssBytesPerContainer: stats(rs.map((r) => r.shimPssBytes / CONCURRENT)),
+        shimRssBytesPerContainer: stats(rs.map((r) => r.shimRssBytes / CONCURRENT)),
         daemonRssGrowthBytesPerContainer: stats(rs.map((r) => r.daemonRssGrowthBytes / CONCURRENT)),
         shimProcesses: stats(rs.map((r) => r.shims)),
       };
@@ -332,49 +379,59 @@ async function main(): Promise<void> {
     for (const k of combos) out += `  ${k.label.padEnd(22)}${ms(result.concurrentRunD[k.name]!.wallSeconds)}${rx(result.concurrentRunD[k.name]!.ratioToContainerdRunc.wall)}\n`;
     out += `   memory per running container: (shim PSS + daemon VmRSS growth) / ${CONCURRENT}\n` + hdr('MiB');
     for (const k of combos) out += `  ${k.label.padEnd(22)}${mib(result.concurrentRunD[k.name]!.perContainerBytes)}${rx(result.concurrentRunD[k.name]!.ratioToContainerdRunc.perContainer)}\n`;
-    out += `   of which (medians, MiB/container): shim PSS | daemon RSS growth | shim processes per round\n`;
+    out += `   of which (medians, MiB/container): shim PSS | daemon RSS growth | shim processes per round | shim RSS\n`;
     for (const k of combos) {
       const m = result.concurrentRunD[k.name]!;
-      out += `  ${k.label.padEnd(22)}${(m.shimPssBytesPerContainer.median / 1048576).toFixed(2).padStart(9)}${(m.daemonRssGrowthBytesPerContainer.median / 1048576).toFixed(2).padStart(9)}${String(m.shimProcesses.median).padStart(9)}\n`;
+      out += `  ${k.label.padEnd(22)}${(m.shimPssBytesPerContainer.median / 1048576).toFixed(2).padStart(9)}${(m.daemonRssGrowthBytesPerContainer.median / 1048576).toFixed(2).padStart(9)}${String(m.shimProcesses.median).padStart(9)}${(m.shimRssBytesPerContainer.median / 1048576).toFixed(2).padStart(9)}\n`;
     }
     out += `3. ctr tasks exec --exec-id e<i> <id> /bin/busybox true, ${runs} runs\n` + hdr('ms');
     for (const k of combos) out += `  ${k.label.padEnd(22)}${ms(result.exec[k.name]!.seconds)}${rx(result.exec[k.name]!.ratioToContainerdRunc)}\n`;
     out += `total ${result.totalSeconds.toFixed(0)} s\n`;
-    process.stdout.write(out);
-    if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(result, null, 2)}\n`);
+    log(out);
+    const metrics: Metric[] = [];
+    const cr = 'containerd-runc';
+    const berthCombos: Array<[ComboName, string]> = [
+      ['berthd-runc', 'berthd + runc shim'],
+      ['berthd-berth', 'berthd + berth-shim'],
+    ];
+    for (const [k, note] of berthCombos) metrics.push(metric(`run --rm … true [${k}]`, 'ms', 'lower', runTimes[k], runTimes[cr], `${note}; ${runs} runs`, 1000));
+    for (const [k, note] of berthCombos) {
+      metrics.push(metric(`${CONCURRENT} concurrent run -d (wall) [${k}]`, 'ms', 'lower', mem[k].map((r) => r.wallSeconds), mem[cr].map((r) => r.wallSeconds), `${note}; ${concurrentRuns} rounds`, 1000));
+    }
+    const rssPer = (r: MemoryRound) => (r.shimRssBytes + r.daemonRssGrowthBytes) / CONCURRENT;
+    for (const [k, note] of berthCombos) {
+      metrics.push(
+        metric(`memory per container, ${CONCURRENT} running: shim RSS + daemon growth [${k}]`, 'MiB', 'lower', mem[k].map(rssPer), mem[cr].map(rssPer), `${note}; RSS counts shared pages in every shim`, 1 / 1048576),
+        metric(`memory per container, ${CONCURRENT} running: shim PSS + daemon growth [${k}]`, 'MiB', 'lower', mem[k].map((r) => r.perContainerBytes), mem[cr].map((r) => r.perContainerBytes), `${note}; PSS shares shared pages out`, 1 / 1048576),
+      );
+    }
+    for (const [k, note] of berthCombos) metrics.push(metric(`tasks exec … true [${k}]`, 'ms', 'lower', execTimes[k], execTimes[cr], `${note}; ${runs} runs`, 1000));
+    return { detail: result, metrics };
   } catch (err) {
     reportPeers({ berthd, containerd });
     throw err;
   } finally {
     image?.remove();
     for (const combo of combos) await forceClean(combo).catch(() => undefined);
-    // shims of our namespaces that outlived their tasks (started by our daemons): by pid
-    for (const ns of [`${nsBase}-c`, `${nsBase}-b`]) {
-      for (const pid of shimPids(ns)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
+    cleanupNamespaces([`${nsBase}-c`, `${nsBase}-b`]);
     await stopPeers({ registry, containerd, berthd });
-    // runc's per-namespace state directories (containerd-shim-runc-v2's default runc root), if empty
-    for (const ns of [`${nsBase}-c`, `${nsBase}-b`]) {
-      // …and the empty cgroup parents runc leaves (cgroupsPath /<namespace>/<id>) in every hierarchy
-      const cgroupParents = fs.existsSync('/sys/fs/cgroup') ? fs.readdirSync('/sys/fs/cgroup').map((h) => path.join('/sys/fs/cgroup', h)) : [];
-      for (const root of ['/run/containerd/runc', '/run/runc', ...cgroupParents]) {
-        try {
-          fs.rmdirSync(path.join(root, ns));
-        } catch {
-          // absent or not empty
-        }
-      }
-    }
+    removeRuncLeftovers([`${nsBase}-c`, `${nsBase}-b`]);
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${(err as Error).stack ?? err}\n`);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string' },
+      concurrent: { type: 'string' },
+      'concurrent-runs': { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      json: { type: 'string' },
+    },
+  });
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const r = await runBench({ quick: values.quick, runs: num(values.runs), concurrent: num(values.concurrent), concurrentRuns: num(values['concurrent-runs']) });
+  if (values.json) fs.writeFileSync(values.json, `${JSON.stringify({ ...(r.detail as object), metrics: r.metrics }, null, 2)}\n`);
+}
+
+standalone(module, main);
