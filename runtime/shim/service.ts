@@ -70,6 +70,8 @@ class Publisher {
 
   /** A spare shim learns its daemon's event address and namespace only when it is claimed. */
   identify(address: string | undefined, ns: string): void {
+    if (address !== this.address) this.client?.then((c) => c.close()).catch(() => undefined);
+    if (address !== this.address) this.client = undefined;
     this.address = address;
     this.ns = ns;
     this.warm();
@@ -282,13 +284,15 @@ export interface ShimPlacement {
   listener?: net.Server;
   /** The shim's own directory (socket, pid), wherever `start` has moved it since. */
   dir?: () => string;
+  /** With no task left: become a spare again (true), or let the shim exit (false). */
+  recycle?: () => boolean;
 }
 
 /**
  * Serves the Task API at `address` (unix://<shim dir>/sock). The returned `identify` names the
  * namespace and task of a spare shim once it is claimed.
  */
-export async function runShim(f: ShimFlags, address: string, placement: ShimPlacement = {}): Promise<{ identify: (who: ShimIdentity) => void }> {
+export async function runShim(f: ShimFlags, address: string, placement: ShimPlacement = {}): Promise<{ identify: (who: ShimIdentity) => void; taskCount: () => number }> {
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
   process.on('SIGPIPE', () => undefined);
@@ -608,7 +612,12 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
         // server.close(): libuv would unlink the path the socket was bound at, which for a
         // claimed spare is now the next spare's.)
         const deadline = Date.now() + 2000;
-        const exitWhenIdle = () => (inflight > 0 && Date.now() < deadline ? setTimeout(exitWhenIdle, 5) : setTimeout(() => exitNow(shimDir()), 5));
+        const done = () => {
+          // a shim that began as a spare may serve as the spare again instead of exiting
+          if (tasks.size === 0 && placement.recycle?.()) shuttingDown = false;
+          else exitNow(shimDir());
+        };
+        const exitWhenIdle = () => (inflight > 0 && Date.now() < deadline ? setTimeout(exitWhenIdle, 5) : setTimeout(done, 5));
         // the events already queued (/tasks/delete…) go out first
         void Promise.race([publisher.drained(), new Promise((r) => setTimeout(r, 2000))]).then(exitWhenIdle);
       }
@@ -663,5 +672,6 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
       publisher.identify(who.ttrpcAddress, who.namespace);
       title(who.id);
     },
+    taskCount: () => tasks.size,
   };
 }

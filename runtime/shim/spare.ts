@@ -8,20 +8,25 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { spawn } from 'node:child_process';
 import type { ShimFlags } from './main';
 
 export const SPARE_IDLE_MS = 10 * 60_000;
 const WATCH_MS = 1000;
+/** A claimed spare whose task still runs after this starts the next spare (off any start's path). */
+const REPLACE_AFTER_MS = Number(process.env.BERTH_SHIM_SPARE_REPLACE_MS) || 1000;
+const RENAME_NOREPLACE = 1;
 
 /** Where the spare for a daemon (its gRPC address, as passed in -address) lives. */
 export function spareDir(socketDir: string, daemonAddress: string): string {
   return path.join(socketDir, `spare-${createHash('sha256').update(daemonAddress).digest('hex')}`);
 }
 
+/** Running, not a zombie (a killed spare nobody reaped still answers kill -0). */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
   } catch {
     return false;
   }
@@ -49,6 +54,14 @@ function takeDir(dir: string): boolean {
   return false;
 }
 
+/** Starts a spare for a daemon unless one is there (or starting). */
+export function startSpare(socketDir: string, daemonAddress: string): void {
+  if (process.env.BERTH_SHIM_SPARE === '0') return;
+  const dir = spareDir(socketDir, daemonAddress);
+  if (fs.existsSync(dir)) return;
+  spawn(process.execPath, [path.join(__dirname, 'main.js'), '-spare', dir, '-address', daemonAddress], { detached: true, stdio: 'ignore' }).unref();
+}
+
 /** Stops the spare of a daemon (its daemon is shutting down). */
 export function stopSpare(socketDir: string, daemonAddress: string): void {
   const dir = spareDir(socketDir, daemonAddress);
@@ -73,6 +86,7 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
     // can claim us; if it fails, a `start` has just claimed us and we stay for its task.
     const gone = `${dir}.leaving-${process.pid}`;
     try {
+      if (currentDir() !== dir) return; // claimed
       fs.renameSync(dir, gone);
     } catch {
       return;
@@ -94,8 +108,30 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
       listener.listen(sock, () => resolve());
     });
     fs.chmodSync(sock, 0o600);
-    const shim = await runShim(f, `unix://${sock}`, { listener, dir: currentDir });
     let claimed = false;
+    let since = Date.now();
+    let replace: NodeJS.Timeout | undefined;
+    const daemonSocket = f.address.replace(/^unix:\/\//, '');
+    const watchDaemon = () =>
+      setInterval(() => {
+        // The daemon went away (its socket is gone), or nobody needed us for a long time.
+        if (!fs.existsSync(daemonSocket) || Date.now() - since > SPARE_IDLE_MS) leave();
+      }, WATCH_MS);
+    const recycle = (): boolean => {
+      if (process.env.BERTH_SHIM_SPARE === '0') return false;
+      const here = currentDir();
+      fs.rmSync(path.join(here, 'claim'), { force: true });
+      // NOREPLACE: a spare already there, or one starting (its empty directory), keeps its place
+      if (fn('int renameat2(int, const char *, int, const char *, unsigned int)')(-100, here, -100, dir, RENAME_NOREPLACE) !== 0) return false;
+      clearTimeout(replace);
+      claimed = false;
+      since = Date.now();
+      watch = watchDaemon();
+      leaveBundle(fn);
+      process.title = 'containerd-shim-berth-v1 -namespace  -id ';
+      return true;
+    };
+    const shim = await runShim(f, `unix://${sock}`, { listener, dir: currentDir, recycle });
     listener.prependListener('connection', (conn: net.Socket) => {
       if (claimed) return;
       const here = currentDir();
@@ -111,19 +147,30 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
       const [namespace = '', id = '', ttrpcAddress = '', bundle = ''] = claim;
       if (bundle) adoptBundle(bundle, fn);
       shim.identify({ namespace, id, ttrpcAddress: ttrpcAddress || undefined });
+      // A short task gives us back as the spare when it ends (recycle); a long one leaves the
+      // daemon without a spare, so one starts once this task's start is well over.
+      replace = setTimeout(() => shim.taskCount() > 0 && startSpare(path.dirname(dir), f.address), REPLACE_AFTER_MS);
+      replace.unref();
     });
     // Ready only now: `start` claims a spare whose socket exists and whose pid is alive.
     fs.writeFileSync(path.join(dir, 'pid'), String(process.pid));
-    const since = Date.now();
-    const daemonSocket = f.address.replace(/^unix:\/\//, '');
-    watch = setInterval(() => {
-      // The daemon went away (its socket is gone), or nobody needed us for a long time.
-      if (!fs.existsSync(daemonSocket) || Date.now() - since > SPARE_IDLE_MS) leave();
-    }, WATCH_MS);
+    watch = watchDaemon();
   } catch (err) {
     process.stderr.write(`berth spare shim: ${(err as Error).message}\n`);
     leave();
     fn('void _exit(int)')(1);
+  }
+}
+
+/** Back to being a spare: no bundle, no log. */
+function leaveBundle(fn: typeof import('../native/libc').fn): void {
+  try {
+    process.chdir('/');
+    const devNull = fs.openSync('/dev/null', 'w');
+    fn('int dup2(int, int)')(devNull, 2);
+    fs.closeSync(devNull);
+  } catch {
+    // keep what we have
   }
 }
 

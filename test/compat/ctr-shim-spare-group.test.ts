@@ -63,7 +63,9 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
 
   beforeAll(async () => {
     rootfs = busyboxRootfs();
-    daemon = await startDaemon();
+    // a claimed spare whose task still runs after 5 s starts a replacement (1 s by default): long
+    // enough for the recycling test's short tasks on a slow machine
+    daemon = await startDaemon({ env: { BERTH_SHIM_SPARE_REPLACE_MS: '5000' } });
   });
   afterAll(async () => {
     for (const id of ids) await remove(id).catch(() => undefined);
@@ -98,13 +100,29 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
     expect(seen).toMatch(/default\s+\/tasks\/exit/);
     expect(pid).toBeGreaterThan(0);
     events.kill();
-    await remove('s2');
-    await until('the claimed spare to exit', () => !alive(spare));
-    // and another spare took its place
-    await until('a new spare shim', () => {
+    // s2 runs on: the claimed spare starts another spare for the next task
+    const next = await until('a new spare shim', () => {
       const p = pidIn(spareDir());
-      return p && p !== spare && alive(p);
+      return p && p !== spare && alive(p) ? p : 0;
     });
+    await remove('s2');
+    // with a spare in place, s2's shim exits rather than becoming one
+    await until('the claimed spare to exit', () => !alive(spare));
+    expect(pidIn(spareDir())).toBe(next);
+  });
+
+  test('the shim of a task that ended soon serves as the spare again', async () => {
+    const spare = await until('a spare shim', () => {
+      const pid = pidIn(spareDir());
+      return pid && fs.existsSync(path.join(spareDir(), 'sock')) && alive(pid) ? pid : 0;
+    });
+    for (const id of ['q1', 'q2', 'q3']) {
+      expect((await ctr('run', '--rm', '--runtime', RUNTIME, '--rootfs', rootfs, id, '/bin/echo', `out-${id}`)).trim()).toBe(`out-${id}`);
+      // the same process, claimed for the task, is back in the spare's place
+      await until(`${id}'s shim back as the spare`, () => pidIn(spareDir()) === spare && fs.existsSync(path.join(spareDir(), 'sock')));
+      expect(fs.readFileSync(`/proc/${spare}/cmdline`, 'utf8')).not.toContain(`-id ${id}`);
+    }
+    expect(fs.existsSync(shimDir('q1'))).toBe(false);
   });
 
   test('containers of one group share a shim, which stays until the last one is deleted', async () => {
@@ -123,7 +141,8 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
     expect((await ctr('tasks', 'ls')).split('\n').find((l) => l.startsWith('g5 '))).toMatch(/RUNNING/);
     expect((await ctr('tasks', 'exec', '--exec-id', 'e2', 'g5', '/bin/echo', 'still')).trim()).toBe('still');
     await remove('g5');
-    await until('the group shim to exit', () => !alive(shim));
+    // done with its tasks, it exits, or serves as the daemon's spare again
+    await until('the group shim to go (or be the spare)', () => !alive(shim) || pidIn(spareDir()) === shim);
     await until('its directory to go', () => !fs.existsSync(shimDir('g')));
   });
 });
