@@ -1,10 +1,11 @@
 // Task bundles on disk, laid out as containerd lays them out (containerd-wire §9.2):
 //   <state>/io.containerd.runtime.v2.task/<ns>/<id>/   config.json, rootfs/, work -> <root>/…/<ns>/<id>, log (FIFO),
 //                                                      address, shim-binary-path, init.pid (written by the shim)
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { S_IFIFO } from '../native/constants';
+import { mknod } from '../native/mount';
 
 export const TASK_DIR = 'io.containerd.runtime.v2.task';
 
@@ -26,8 +27,9 @@ export function createBundle(paths: BundlePaths, specJson: Buffer): void {
     fs.symlinkSync(paths.work, path.join(paths.bundle, 'work'));
     fs.writeFileSync(path.join(paths.bundle, 'config.json'), specJson, { mode: 0o666 });
     fs.mkdirSync(path.join(paths.bundle, 'rootfs'), { mode: 0o711 });
-    // Node has no mkfifo; the shim requires the log FIFO to exist before `start`.
-    execFileSync('mkfifo', ['-m', '0700', path.join(paths.bundle, 'log')]);
+    // The shim requires the log FIFO to exist before `start`. (mknod, not a mkfifo process: a
+    // synchronous fork here would stall the daemon's event loop on every task create.)
+    mknod(path.join(paths.bundle, 'log'), S_IFIFO | 0o700);
   } catch (err) {
     removeBundle(paths);
     throw err;
