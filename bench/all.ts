@@ -14,7 +14,7 @@
 //   content      `ctr content ingest` of 1 GiB, next to sha256sum of the same file
 //   recovery     10 running, SIGKILL the daemon, restart: time until all tasks RUNNING
 //   layer-apply  pull and unpack-only of one large layer
-//   shim         bench/shim.ts, when present
+//   shim         berth-shim against the runc shim under one containerd (bench/shim.ts)
 // --quick: few iterations, small sizes (a smoke run; its numbers are not for quoting).
 // The detailed per-module reports go to stderr; the table to stdout. A module that fails is
 // reported (in the table and the JSON) and the others still run; the exit status is then 1.
@@ -44,31 +44,8 @@ const MODULES: Module[] = [
   { name: 'content', what: 'content ingest vs sha256sum', run: (o) => require('./content-ingest').contentIngestBench(o) },
   { name: 'recovery', what: 'restart recovery', run: (o) => require('./recovery').recoveryBench(o) },
   { name: 'layer-apply', what: 'large layer pull and unpack', run: (o) => require('./layer-apply').layerApplyBench(o) },
+  { name: 'shim', what: 'berth-shim vs runc shim under containerd', run: (o) => require('./shim').shimBench(o) },
 ];
-
-/**
- * bench/shim.ts (berth-shim against the runc shim under containerd), when it exists: used through
- * an exported `shimBench(opts)` (or another exported `…Bench` function) returning { metrics }.
- */
-function shimModule(): Module | undefined {
-  const file = path.join(__dirname, 'shim.js');
-  if (!fs.existsSync(file)) return undefined;
-  return {
-    name: 'shim',
-    what: 'berth-shim vs runc shim under containerd',
-    run: async (o) => {
-      // a module whose main runs on import would start its own run here, with our argv
-      const src = fs.readFileSync(file, 'utf8');
-      if (!/require\.main|standalone\(module/.test(src)) throw new Error('bench/shim.ts runs its main on import: guard it with standalone(module, main) from bench/common');
-      const mod = require(file) as Record<string, unknown>;
-      const fn = (mod.shimBench ?? Object.entries(mod).find(([k, v]) => /Bench$/.test(k) && typeof v === 'function')?.[1]) as Runner | undefined;
-      if (typeof fn !== 'function') throw new Error('bench/shim.ts exports no shimBench(opts) function');
-      const r = await fn(o);
-      if (!r || !Array.isArray(r.metrics)) throw new Error('bench/shim.ts: shimBench() did not return { metrics: Metric[] }');
-      return r;
-    },
-  };
-}
 
 function firstLine(cmd: string, args: string[]): string {
   try {
@@ -143,8 +120,7 @@ export interface AllOptions {
 }
 
 export async function benchAll(opts: AllOptions): Promise<{ path: string; failed: number }> {
-  const shim = shimModule();
-  const all = shim ? [...MODULES, shim] : MODULES;
+  const all = MODULES;
   const known = new Set(all.map((m) => m.name));
   const unknown = (opts.only ?? []).filter((n) => !known.has(n));
   if (unknown.length) throw new Error(`unknown bench module(s): ${unknown.join(', ')} (known: ${[...known].join(', ')})`);
@@ -207,10 +183,9 @@ async function main(): Promise<void> {
     options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, json: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    const shim = shimModule();
     process.stdout.write(
       'usage: npm run bench -- [--quick] [--only name,name] [--json FILE]\n' +
-        `modules: ${[...MODULES, ...(shim ? [shim] : [])].map((m) => `${m.name} (${m.what})`).join('; ')}\n` +
+        `modules: ${MODULES.map((m) => `${m.name} (${m.what})`).join('; ')}\n` +
         'default JSON: bench/results/latest.json\n',
     );
     return;
