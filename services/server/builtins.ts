@@ -1,6 +1,7 @@
 // The plugins berthd is made of, with their declared dependencies. The server initialises
 // them in dependency order; introspection lists them.
 import * as path from 'node:path';
+import { BerthError } from '../errdefs';
 import { Exchange } from '../events/exchange';
 import { eventsService } from '../events/service';
 import { healthService } from '../health/service';
@@ -95,7 +96,12 @@ export function builtinPlugins(loaded: () => LoadedPlugin[]): PluginRegistration
     metadataService('namespaces', (m, e) => namespacesService(m.db, e)),
     metadataService('content', (m, e) => contentService(m, e)),
     metadataService('images', (m, e) => imagesService(m, e)),
-    metadataService('transfer', (m, e, ctx) => transferService(m, e, { log: ctx.log })),
+    metadataService('transfer', (m, e, ctx) => {
+      // [plugins."io.containerd.grpc.v1.transfer"] config_path: hosts.toml per registry, as containerd's config_path
+      const configPath = ctx.config.plugins['io.containerd.grpc.v1.transfer']?.config_path;
+      if (configPath !== undefined && typeof configPath !== 'string') throw new BerthError('InvalidArgument', 'config: plugins."io.containerd.grpc.v1.transfer".config_path must be a string');
+      return transferService(m, e, { log: ctx.log, ...(configPath ? { hostsDir: configPath } : {}) });
+    }),
     metadataService('containers', (m, e) => containersService(m, e)),
     {
       type: PluginType.Runtime,

@@ -4,6 +4,8 @@
 import { execFile } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { Client } from '../../cli/client';
 import { BERTH, cleanup, startDaemon, type TestDaemon } from '../helpers/daemon';
@@ -232,5 +234,25 @@ describe('images pull (daemon-side)', () => {
 
     const missing = await berth('images', 'rm', 'berth.test/none:1').then(() => undefined, (e) => e as { code: number; stderr: string });
     expect(missing?.stderr).toContain('image "berth.test/none:1" not found');
+  });
+
+  test('the daemon\'s config_path (hosts.toml) maps a registry name to the local registry over plain HTTP', async () => {
+    const hostsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-hosts-'));
+    fs.mkdirSync(path.join(hostsDir, 'registry.berth.test'));
+    // A name that resolves nowhere: only hosts.toml can send the pull to our registry.
+    fs.writeFileSync(path.join(hostsDir, 'registry.berth.test', 'hosts.toml'), `server = "http://${registry.host}"\n`);
+    const config = path.join(hostsDir, 'config.toml');
+    fs.writeFileSync(config, `version = 2\n[plugins."io.containerd.grpc.v1.transfer"]\n  config_path = "${hostsDir}"\n`);
+    const other = await startDaemon({ args: ['--config', config] });
+    try {
+      const ref = 'registry.berth.test/test/busybox:one';
+      const { stdout } = await run(process.execPath, [BERTH, '--address', other.address, 'images', 'pull', ref], { timeout: 60_000 });
+      expect(stdout).toContain(`${ref}: done (${single.manifests[0]!.descriptor.digest})`);
+      const { stdout: ls } = await run(process.execPath, [BERTH, '--address', other.address, 'images', 'ls', '-q'], { timeout: 30_000 });
+      expect(ls.trim()).toBe(ref);
+    } finally {
+      await cleanup(other);
+      fs.rmSync(hostsDir, { recursive: true, force: true });
+    }
   });
 });
