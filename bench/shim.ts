@@ -9,7 +9,6 @@
 //      processes (/proc/<pid>/smaps_rollup) / M. berth-shim twice: one shim per container, and all
 //      M in one group (annotation io.containerd.runc.v2.group, as a pod shares one shim). berth's
 //      figures include its spare shim (the one the next start would take).
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,8 +17,10 @@ import { sleep, waitFor } from '../test/helpers/daemon';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { ctr, startContainerd, type PeerContainerd } from '../test/helpers/containerd';
+import { SOCKET_DIR } from '../runtime/shim/main';
+import { spareDir } from '../runtime/shim/spare';
 import { metric, standalone, timed, type BenchOptions, type BenchResult, type Metric } from './common';
-import { BERTH_SHIM, RUNC, c, forceClean, removeContainers, rotate, shimPids, verifyEmpty, type Combo } from './run';
+import { BERTH_SHIM, RUNC, c, forceClean, removeContainers, removeRuncLeftovers, rotate, shimPids, verifyEmpty, type Combo } from './run';
 
 const SHIM_BINARY = path.resolve(__dirname, '../../bin/containerd-shim-berth-v1');
 
@@ -32,9 +33,11 @@ function pss(pid: number): number {
   }
 }
 
-/** The spare berth shim a daemon keeps (runtime/shim/spare.ts), if one is up. */
+/** The spare berth shim a daemon keeps (runtime/shim/spare.ts). */
+const spareDirOf = (daemonAddress: string) => spareDir(SOCKET_DIR, daemonAddress);
+
 function sparePid(daemonAddress: string): number {
-  const dir = path.join('/run/berth/s', `spare-${crypto.createHash('sha256').update(daemonAddress).digest('hex')}`);
+  const dir = spareDirOf(daemonAddress);
   try {
     return parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
   } catch {
@@ -63,13 +66,13 @@ export async function shimBench(opts: ShimBenchOptions = {}): Promise<BenchResul
   let containerd: PeerContainerd | undefined;
   let image: TestImage | undefined;
   const combos: Combo[] = [];
+  const ns = `berth-bench-shim-${process.pid}`;
   try {
     registry = await startRegistry();
     containerd = await startContainerd(undefined, { pathPrepend: [binDir] });
     image = await buildImage({ tag: 'bench-shim' });
     const ref = `${registry.host}/bench/busybox:shim`;
     await skopeoCopy(image, ref);
-    const ns = `berth-bench-shim-${process.pid}`;
     const base = { address: containerd.address, namespace: ns, daemonPid: containerd.pid!, live: new Set<string>() };
     combos.push({ ...base, name: 'containerd-runc', label: 'runc shim', runtime: RUNC, prefix: 'sr', live: new Set() });
     combos.push({ ...base, name: 'berthd-berth', label: 'berth-shim', runtime: BERTH_SHIM, prefix: 'sb', live: new Set() });
@@ -137,7 +140,9 @@ export async function shimBench(opts: ShimBenchOptions = {}): Promise<BenchResul
       } catch {
         /* gone */
       }
+      if (containerd) fs.rmSync(spareDirOf(containerd.address), { recursive: true, force: true });
     }
+    removeRuncLeftovers([ns]); // the namespace's (empty) cgroup parents
     await registry?.stop().catch(() => undefined);
     image?.remove();
     fs.rmSync(binDir, { recursive: true, force: true });

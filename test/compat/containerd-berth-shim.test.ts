@@ -328,6 +328,8 @@ function removeOurCgroups(): void {
     if (peer) {
       await ctr(['images', 'rm', IMAGE], { allowFail: true }).catch(() => undefined);
       await peer.stop();
+      // The spare berth shim leaves by itself within a second of containerd's socket going away.
+      for (let i = 0; i < 60 && peerChildren(peer.ttrpcAddress).length > 0; i++) await sleep(50);
       // whatever containerd's shims left running (a shim of ours would be a leak; each test waits for its shims to exit)
       const left = peerChildren(peer.ttrpcAddress);
       for (const pid of left) {
@@ -337,6 +339,7 @@ function removeOurCgroups(): void {
         process.kill(pid, 'SIGKILL');
         sockets.forEach(removeSocket);
       }
+      fs.rmSync(path.join('/run/berth/s', `spare-${crypto.createHash('sha256').update(peer.address).digest('hex')}`), { recursive: true, force: true });
     }
     removeOurCgroups();
     if (dir) {
