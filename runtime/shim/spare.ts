@@ -44,8 +44,9 @@ function takeDir(dir: string): boolean {
       try {
         pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
       } catch {
-        // a spare still starting has no pid file yet: leave it be
-        return false;
+        // a spare still starting has no pid file yet: leave it be, unless it died starting long ago
+        const age = Date.now() - (fs.statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+        if (age < 60_000) return false;
       }
       if (pid > 0 && alive(pid)) return false;
       fs.rmSync(dir, { recursive: true, force: true });
@@ -58,7 +59,16 @@ function takeDir(dir: string): boolean {
 export function startSpare(socketDir: string, daemonAddress: string): void {
   if (process.env.BERTH_SHIM_SPARE === '0') return;
   const dir = spareDir(socketDir, daemonAddress);
-  if (fs.existsSync(dir)) return;
+  if (fs.existsSync(dir)) {
+    // a live spare, or one still starting (no pid yet): nothing to do; a dead one is replaced
+    let pid = 0;
+    try {
+      pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
+    } catch {
+      return;
+    }
+    if (alive(pid)) return;
+  }
   spawn(process.execPath, [path.join(__dirname, 'main.js'), '-spare', dir, '-address', daemonAddress], { detached: true, stdio: 'ignore' }).unref();
 }
 

@@ -23,10 +23,11 @@ function pidIn(dir: string): number {
   }
 }
 
+/** Running: not gone, and not a zombie nobody has reaped yet. */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
   } catch {
     return false;
   }
@@ -123,6 +124,20 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
       expect(fs.readFileSync(`/proc/${spare}/cmdline`, 'utf8')).not.toContain(`-id ${id}`);
     }
     expect(fs.existsSync(shimDir('q1'))).toBe(false);
+  });
+
+  test('a spare that was killed is neither claimed nor in the way: the next start is cold and a new spare replaces it', async () => {
+    const dead = await until('a spare shim', () => {
+      const pid = pidIn(spareDir());
+      return pid && fs.existsSync(path.join(spareDir(), 'sock')) && alive(pid) ? pid : 0;
+    });
+    process.kill(dead, 'SIGKILL'); // its directory, socket and pid file stay behind
+    await until('the spare to die', () => !alive(dead));
+    expect((await ctr('run', '--rm', '--runtime', RUNTIME, '--rootfs', rootfs, 'k1', '/bin/echo', 'cold')).trim()).toBe('cold');
+    await until('a new spare shim', () => {
+      const p = pidIn(spareDir());
+      return p && p !== dead && alive(p) && fs.existsSync(path.join(spareDir(), 'sock'));
+    });
   });
 
   test('containers of one group share a shim, which stays until the last one is deleted', async () => {
