@@ -647,7 +647,7 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
     fs.writeFileSync(path.join(shimDir(), 'pid'), String(process.pid));
   }
   // a warm init worker for the Create that follows at once (its isolate boots off this thread)
-  warmed = sharedRuntime().pool.prewarm().catch(() => undefined);
+  warmed = Promise.all([sharedRuntime().pool.prewarm(), sharedRuntime().helper.prewarm()]).then(() => undefined, () => undefined);
   publisher.warm();
   log(`listening at ${Math.round(process.uptime() * 1000)} ms of shim uptime`);
   const title = (id: string) => (process.title = `containerd-shim-berth-v1 -namespace ${ns} -id ${id}`);

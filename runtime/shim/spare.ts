@@ -110,7 +110,8 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
     const { runShim } = require('./service') as typeof import('./service');
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { sharedRuntime } = require('../init') as typeof import('../init');
-    await sharedRuntime().pool.prewarm();
+    // the init worker and the namespace helper the first create needs, both started ahead
+    await Promise.all([sharedRuntime().pool.prewarm(), sharedRuntime().helper.prewarm()]);
     const sock = path.join(dir, 'sock');
     const listener = net.createServer({ allowHalfOpen: false });
     await new Promise<void>((resolve, reject) => {
