@@ -115,6 +115,12 @@ const NS = 'ctr-tasks-berth';
     expect(await ctr('tasks', 'exec', '--exec-id', 'e1', 'd1', '/bin/echo', 'exec-out')).toBe('exec-out\n');
     const ex = await ctrFails('tasks', 'exec', '--exec-id', 'e2', 'd1', '/bin/sh', '-c', 'exit 7');
     expect(ex.code).toBe(7);
+    if (fs.existsSync('/usr/bin/script')) {
+      // exec -t: the exec process has a terminal of its own
+      const { stdout } = await run('/usr/bin/script', ['-qc', `${CTR} --address ${daemon.address} -n ${NS} tasks exec -t --exec-id et d1 /bin/sh -c 'tty; echo exec-tty'`, '/dev/null'], { timeout: 30_000 });
+      expect(stdout).toMatch(/\/dev\/pts\/\d+\r+\n/);
+      expect(stdout).toContain('exec-tty');
+    }
 
     await ctr('tasks', 'pause', 'd1');
     expect((await tasks()).d1.status).toBe('PAUSED');

@@ -46,7 +46,7 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       await ctr('containers', 'rm', id).catch(() => undefined);
     }
     try {
-      await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 'nort'] });
+      await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 't1', 'nort'] });
     } finally {
       await cleanup(daemon);
     }
@@ -66,6 +66,22 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       (e) => e.code,
     );
     expect(r).toBe(3);
+  });
+
+  (fs.existsSync('/usr/bin/script') ? test : test.skip)('run -t and tasks exec -t: the processes have terminals', async () => {
+    const tty = async (cmd: string) => (await run('/usr/bin/script', ['-qc', `${CTR} --address ${daemon.address} -n ${NS} ${cmd}`, '/dev/null'], { timeout: 30_000 })).stdout;
+    const out = await tty(`run --rm -t --rootfs ${rootfs} t1 /bin/sh -c 'tty; echo hello-tty'`);
+    expect(out).toMatch(/\/dev\/pts\/0\r+\n/);
+    expect(out).toContain('hello-tty');
+    ids.push('t2');
+    await ctr('run', '-d', '--rootfs', rootfs, 't2', '/bin/sleep', '1000');
+    const ex = await tty(`tasks exec -t --exec-id et t2 /bin/sh -c 'tty; echo exec-tty'`);
+    expect(ex).toMatch(/\/dev\/pts\/\d+\r+\n/);
+    expect(ex).toContain('exec-tty');
+    await ctr('tasks', 'kill', '-s', 'SIGKILL', 't2');
+    for (let i = 0; i < 100 && !/t2\s+\d+\s+STOPPED/.test(await ctr('tasks', 'ls')); i++) await sleep(50);
+    await ctr('tasks', 'rm', 't2');
+    await ctr('containers', 'rm', 't2');
   });
 
   test('run -d, tasks ls, ps, exec, pause, resume, metrics, kill, rm; containers ls, info, rm', async () => {
