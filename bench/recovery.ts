@@ -22,7 +22,6 @@ import { parseArgs } from 'node:util';
 import { Client } from '../cli/client';
 import { connectable, sleep, startDaemon, type TestDaemon } from '../test/helpers/daemon';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
-import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, type PeerContainerd } from '../test/helpers/containerd';
 import { metric, reportPeers, standalone, stats, stopPeers, type BenchOptions, type BenchResult, type Metric } from './common';
 import {
@@ -34,6 +33,7 @@ import {
   removeContainers,
   removeRuncLeftovers,
   rotate,
+  startPeersWithImage,
   tasksLs,
   verifyEmpty,
   type Combo,
@@ -95,22 +95,12 @@ export async function recoveryBench(opts: RecoveryOptions = {}): Promise<BenchRe
   let registry: TestRegistry | undefined;
   let containerd: PeerContainerd | undefined;
   let berthd: TestDaemon | undefined;
-  let image: TestImage | undefined;
   const combos: Combo[] = [];
   const nsBase = `berth-bench-rec-${process.pid}`;
   const namespaces = [`${nsBase}-c`, `${nsBase}-br`, `${nsBase}-bb`];
   try {
-    const [rs, cs, bs] = await Promise.allSettled([startRegistry(), startContainerd(), startDaemon()]);
-    if (rs.status === 'fulfilled') registry = rs.value;
-    if (cs.status === 'fulfilled') containerd = cs.value;
-    if (bs.status === 'fulfilled') berthd = bs.value;
-    for (const s of [rs, cs, bs]) if (s.status === 'rejected') throw s.reason;
-    if (!registry || !containerd || !berthd) throw new Error('unreachable');
-    image = await buildImage({ tag: 'bench' });
-    const ref = `${registry.host}/bench/busybox:bench`;
-    await skopeoCopy(image, ref);
-    image.remove();
-    image = undefined;
+    let ref: string;
+    ({ registry, containerd, berthd, ref } = await startPeersWithImage());
 
     const cd = containerd;
     const bd = berthd;
@@ -212,7 +202,6 @@ export async function recoveryBench(opts: RecoveryOptions = {}): Promise<BenchRe
     reportPeers({ berthd, containerd });
     throw err;
   } finally {
-    image?.remove();
     for (const combo of combos) await forceClean(combo).catch(() => undefined);
     cleanupNamespaces(namespaces);
     await stopPeers({ registry, containerd, berthd });

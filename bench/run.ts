@@ -26,9 +26,9 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startDaemon, cleanup, sleep, waitFor, type TestDaemon } from '../test/helpers/daemon';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
-import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
+import { buildImage, skopeoCopy } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, type PeerContainerd } from '../test/helpers/containerd';
-import { metric, median, timed, reportPeers, standalone, stopPeers, type BenchOptions, type BenchResult, type Metric } from './common';
+import { metric, median, timed, reportPeers, standalone, stopPeers, type BenchOptions, type BenchResult, type Metric, type Peers } from './common';
 
 export const RUNC = 'io.containerd.runc.v2';
 export const BERTH_SHIM = 'io.containerd.berth.v1';
@@ -231,6 +231,35 @@ export function removeRuncLeftovers(namespaces: string[]): void {
   }
 }
 
+
+/**
+ * A local registry holding the busybox bench image, a containerd peer and a berthd, started side
+ * by side; all three, or an error with none of them left running.
+ */
+export async function startPeersWithImage(): Promise<Required<Peers> & { ref: string }> {
+  const [rs, cs, bs] = await Promise.allSettled([startRegistry(), startContainerd(), startDaemon()]);
+  const peers: Peers = {
+    ...(rs.status === 'fulfilled' ? { registry: rs.value } : {}),
+    ...(cs.status === 'fulfilled' ? { containerd: cs.value } : {}),
+    ...(bs.status === 'fulfilled' ? { berthd: bs.value } : {}),
+  };
+  try {
+    for (const s of [rs, cs, bs]) if (s.status === 'rejected') throw s.reason;
+    const { registry, containerd, berthd } = peers as Required<Peers>;
+    const image = await buildImage({ tag: 'bench' });
+    const ref = `${registry.host}/bench/busybox:bench`;
+    try {
+      await skopeoCopy(image, ref);
+    } finally {
+      image.remove();
+    }
+    return { registry, containerd, berthd, ref };
+  } catch (err) {
+    await stopPeers(peers);
+    throw err;
+  }
+}
+
 export interface RunOptions extends BenchOptions {
   /** run --rm and exec iterations (default 20, quick 3) */
   runs?: number;
@@ -250,21 +279,11 @@ export async function runBench(opts: RunOptions = {}): Promise<BenchResult> {
   let registry: TestRegistry | undefined;
   let containerd: PeerContainerd | undefined;
   let berthd: TestDaemon | undefined;
-  let image: TestImage | undefined;
   const combos: Combo[] = [];
   const nsBase = `berth-bench-run-${process.pid}`;
   try {
-    const [rs, cs, bs] = await Promise.allSettled([startRegistry(), startContainerd(), startDaemon()]);
-    if (rs.status === 'fulfilled') registry = rs.value;
-    if (cs.status === 'fulfilled') containerd = cs.value;
-    if (bs.status === 'fulfilled') berthd = bs.value;
-    for (const s of [rs, cs, bs]) if (s.status === 'rejected') throw s.reason;
-    if (!registry || !containerd || !berthd) throw new Error('unreachable');
-    image = await buildImage({ tag: 'bench' });
-    const ref = `${registry.host}/bench/busybox:bench`;
-    await skopeoCopy(image, ref);
-    image.remove();
-    image = undefined;
+    let ref: string;
+    ({ registry, containerd, berthd, ref } = await startPeersWithImage());
 
     const cns = `${nsBase}-c`;
     const bns = `${nsBase}-b`;
@@ -411,7 +430,6 @@ export async function runBench(opts: RunOptions = {}): Promise<BenchResult> {
     reportPeers({ berthd, containerd });
     throw err;
   } finally {
-    image?.remove();
     for (const combo of combos) await forceClean(combo).catch(() => undefined);
     cleanupNamespaces([`${nsBase}-c`, `${nsBase}-b`]);
     await stopPeers({ registry, containerd, berthd });
