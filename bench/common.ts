@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { cleanup, type TestDaemon } from '../test/helpers/daemon';
 import type { TestRegistry } from '../test/helpers/registry';
 import { unmountUnder, type PeerContainerd } from '../test/helpers/containerd';
+import { encodeHeader, padding, TypeFlag } from '../snapshotter/tar';
 
 export function cacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
@@ -142,4 +143,30 @@ export function killPid(pid: number | undefined): void {
   } catch {
     // gone
   }
+}
+
+/**
+ * Writers of tar entries for generated layers: `entry` gives a header (and the padded body),
+ * `mkdirs` each missing parent directory once. `onEntry` counts what was written.
+ */
+export function tarEntries(mtime: number, onEntry: (type: string) => void = () => undefined) {
+  const entry = (name: string, type: string, mode: number, body?: Buffer, linkname?: string): Buffer[] => {
+    onEntry(type);
+    const len = body?.length ?? 0;
+    const out = [encodeHeader({ name, type, mode, uid: 0, gid: 0, size: len, mtime, linkname })];
+    if (body && len) out.push(body, padding(len));
+    return out;
+  };
+  const dirs = new Set<string>();
+  function* mkdirs(p: string): Generator<Buffer> {
+    const parts = p.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/');
+      if (!dirs.has(d)) {
+        dirs.add(d);
+        yield* entry(`${d}/`, TypeFlag.Dir, 0o755);
+      }
+    }
+  }
+  return { entry, mkdirs };
 }

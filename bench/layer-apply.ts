@@ -32,7 +32,7 @@ import { startDaemon, cleanup, tempDir, sleep, type TestDaemon } from '../test/h
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { skopeoCopy } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
-import { cacheDir, median, metric, reportPeers, rng, standalone, stopPeers, timed, type BenchOptions, type BenchResult } from './common';
+import { cacheDir, median, metric, reportPeers, rng, standalone, stopPeers, tarEntries, timed, type BenchOptions, type BenchResult } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -74,26 +74,10 @@ function* syntheticRootfs(stats: { entries: number; files: number }): Generator<
     const off = r() % Math.max(1, pool.length - n);
     return pool.subarray(off, off + n);
   };
-  const mtime = 1_700_000_000;
-  const entry = (name: string, type: string, mode: number, body?: Buffer, linkname?: string): Buffer[] => {
+  const { entry, mkdirs } = tarEntries(1_700_000_000, (type) => {
     stats.entries++;
     if (type === TypeFlag.Reg) stats.files++;
-    const len = body?.length ?? 0;
-    const out = [encodeHeader({ name, type, mode, uid: 0, gid: 0, size: len, mtime, linkname })];
-    if (body && len) out.push(body, padding(len));
-    return out;
-  };
-  const dirs = new Set<string>();
-  function* mkdirs(p: string): Generator<Buffer> {
-    const parts = p.split('/');
-    for (let i = 1; i <= parts.length; i++) {
-      const d = parts.slice(0, i).join('/');
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        yield* entry(`${d}/`, TypeFlag.Dir, 0o755);
-      }
-    }
-  }
+  });
   for (const d of ['bin', 'sbin', 'lib', 'etc', 'var/lib/dpkg/info', 'var/cache', 'tmp', 'root', 'home', 'usr/bin', 'usr/sbin']) yield* mkdirs(d);
   // ~900 packages: docs (copyright, changelog.gz), dpkg info lists, locale catalogs
   for (let p = 0; p < 900; p++) {

@@ -34,7 +34,7 @@ import { startDaemon, cleanup, BERTH, type TestDaemon } from '../test/helpers/da
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { ctr, startContainerd, unmountUnder, writeOciLayout, type PeerContainerd } from '../test/helpers/containerd';
-import { cacheDir, median, metric, randomChunks, reportPeers, rng, standalone, stopPeers, timed, type BenchOptions, type BenchResult, type Metric } from './common';
+import { cacheDir, median, metric, randomChunks, reportPeers, rng, standalone, stopPeers, tarEntries, timed, type BenchOptions, type BenchResult, type Metric } from './common';
 
 const CACHE_FORMAT = 1;
 
@@ -97,25 +97,7 @@ function* syntheticLayer(layer: number, spec: LayerSpec, pool: { text: Buffer; b
     const off = r() % Math.max(1, b.length - n);
     return b.subarray(off, off + n);
   };
-  const mtime = 1_700_000_000 + layer * 86_400;
-  const entry = (name: string, type: string, mode: number, body?: Buffer, linkname?: string): Buffer[] => {
-    stats.entries++;
-    const len = body?.length ?? 0;
-    const out = [encodeHeader({ name, type, mode, uid: 0, gid: 0, size: len, mtime, linkname })];
-    if (body && len) out.push(body, padding(len));
-    return out;
-  };
-  const dirs = new Set<string>();
-  function* mkdirs(p: string): Generator<Buffer> {
-    const parts = p.split('/');
-    for (let i = 1; i <= parts.length; i++) {
-      const d = parts.slice(0, i).join('/');
-      if (!dirs.has(d)) {
-        dirs.add(d);
-        yield* entry(`${d}/`, TypeFlag.Dir, 0o755);
-      }
-    }
-  }
+  const { entry, mkdirs } = tarEntries(1_700_000_000 + layer * 86_400, () => stats.entries++);
   if (layer === 0) for (const d of ['bin', 'sbin', 'lib', 'etc', 'var/lib/dpkg/info', 'var/cache', 'tmp', 'root', 'home', 'usr/bin', 'usr/sbin']) yield* mkdirs(d);
   // deletions of base-layer files: the way apt removes docs and packages in later layers
   for (let k = 0; k < spec.deletes; k++) {
