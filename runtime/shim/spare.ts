@@ -69,7 +69,7 @@ export function startSpare(socketDir: string, daemonAddress: string): void {
     }
     if (alive(pid)) return;
   }
-  spawn(process.execPath, [path.join(__dirname, 'main.js'), '-spare', dir, '-address', daemonAddress], { detached: true, stdio: 'ignore' }).unref();
+  spawn(process.execPath, [path.join(__dirname, 'main.js'), '-spare', dir, '-address', daemonAddress], { cwd: '/', detached: true, stdio: 'ignore' }).unref();
 }
 
 /** Stops the spare of a daemon (its daemon is shutting down). */
@@ -85,6 +85,7 @@ export function stopSpare(socketDir: string, daemonAddress: string): void {
 }
 
 export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
+  process.chdir('/'); // not the bundle of the task whose start launched us: it goes away
   if (!takeDir(dir)) process.exit(0);
   const dirFd = fs.openSync(dir, 'r');
   // After the claim the directory has another name; the open descriptor still finds it.
@@ -96,7 +97,9 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
     // can claim us; if it fails, a `start` has just claimed us and we stay for its task.
     const gone = `${dir}.leaving-${process.pid}`;
     try {
-      if (currentDir() !== dir) return; // claimed
+      const here = currentDir();
+      if (here.endsWith(' (deleted)')) fn('void _exit(int)')(0); // removed under us: nobody can claim us
+      if (here !== dir) return; // claimed
       fs.renameSync(dir, gone);
     } catch {
       return;

@@ -126,6 +126,8 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
     expect(fs.existsSync(shimDir('q1'))).toBe(false);
   });
 
+  // The new spare is started by k1's start, from k1's bundle, which is gone by the time the spare
+  // has loaded: it must not depend on its working directory.
   test('a spare that was killed is neither claimed nor in the way: the next start is cold and a new spare replaces it', async () => {
     const dead = await until('a spare shim', () => {
       const pid = pidIn(spareDir());
