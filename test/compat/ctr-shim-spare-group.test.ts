@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { assertNothingLeft, cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
 
 const run = promisify(execFile);
@@ -71,7 +71,13 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
   afterAll(async () => {
     for (const id of ids) await remove(id).catch(() => undefined);
     const spare = pidIn(spareDir());
-    await cleanup(daemon);
+    try {
+      // task directories, shims (the spare too: berthd stops it on SIGTERM), mounts, the tasks'
+      // cgroups and the namespace's cgroup parents
+      await assertNothingLeft(daemon, { ids: [...ids, 'q1', 'q2', 'q3', 'k1'] });
+    } finally {
+      await cleanup(daemon);
+    }
     // the spare leaves by itself once its daemon's socket is gone
     if (spare) await until('the spare shim to leave', () => !alive(spare), 10_000).catch(() => process.kill(spare, 'SIGKILL'));
     removeRootfs(rootfs);
