@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import { cleanup, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { assertNothingLeft, cleanup, startDaemon, type TestDaemon } from '../helpers/daemon';
 import { buildImage, skopeoCopy, type TestImage } from '../helpers/images';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 
@@ -30,7 +30,11 @@ describe('ctr against berthd: images pull --plain-http, check, ls, tag, rm, run'
   afterAll(async () => {
     await ctr('tasks', 'rm', '-f', 'p1').catch(() => undefined);
     await ctr('containers', 'rm', 'p1').catch(() => undefined);
-    await cleanup(daemon);
+    try {
+      await assertNothingLeft(daemon, { ids: ['p1'] }); // also the namespace's empty cgroup parents runc leaves
+    } finally {
+      await cleanup(daemon);
+    }
     await registry?.stop();
     image?.remove();
   });
