@@ -77,10 +77,10 @@ async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 1
       await assertNothingLeft(daemon, { ids: [...ids, 'q1', 'q2', 'q3', 'k1'] });
     } finally {
       await cleanup(daemon);
+      removeRootfs(rootfs);
     }
     // the spare leaves by itself once its daemon's socket is gone
     if (spare) await until('the spare shim to leave', () => !alive(spare), 10_000).catch(() => process.kill(spare, 'SIGKILL'));
-    removeRootfs(rootfs);
     expect(fs.existsSync(spareDir())).toBe(false);
     for (const id of [...ids, 'g']) expect(fs.existsSync(shimDir(id))).toBe(false);
   });

@@ -59,11 +59,11 @@ const NS = 'ctr-tasks-berth';
       await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 'r3', 't1'] });
     } finally {
       await cleanup(daemon);
+      removeRootfs(rootfs);
     }
     // no mounts left under the daemon's state, no new shim sockets
     const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
     expect(mounts).not.toContain(daemon.dir);
-    removeRootfs(rootfs);
     // Ours: the shim directories of this daemon's tasks and its spare shim (other tests may run shims too).
     const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
     const ours = new Set([...ids, 'r1', 'r2', 'r3', 'r4'].map((id) => hash(`${daemon.address}/${NS}/${id}`)).concat(`spare-${hash(daemon.address)}`));

@@ -49,8 +49,8 @@ const RUNC_AVAILABLE = fs.existsSync('/usr/bin/runc') && fs.existsSync('/usr/bin
       await assertNothingLeft(daemon, { namespaces: [NS], ids: [...ids, 'r1', 'r2', 't1', 'nort'] });
     } finally {
       await cleanup(daemon);
+      removeRootfs(rootfs);
     }
-    removeRootfs(rootfs);
   });
 
   test('run --rm: output arrives and everything is removed', async () => {
