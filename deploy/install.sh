@@ -23,6 +23,7 @@ if [ "$src" != "$prefix" ]; then
 fi
 ln -sf "$prefix/bin/berthd" /usr/local/bin/berthd
 ln -sf "$prefix/bin/berth" /usr/local/bin/berth
+ln -sf "$prefix/bin/containerd-shim-berth-v1" /usr/local/bin/containerd-shim-berth-v1  # runtime io.containerd.berth.v1, for berthd and containerd alike
 
 mkdir -p /etc/berth
 [ -f /etc/berth/config.toml ] || "$prefix/bin/berthd" config default > /etc/berth/config.toml
