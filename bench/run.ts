@@ -66,7 +66,7 @@ function vmRSS(pid: number): number {
 }
 
 /** Pss of a process from smaps_rollup, in bytes (0 if it is gone). */
-function pss(pid: number): number {
+export function pss(pid: number): number {
   try {
     const m = /^Pss:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;

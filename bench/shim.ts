@@ -18,32 +18,17 @@ import { buildImage, skopeoCopy, type TestImage } from '../test/helpers/images';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry';
 import { ctr, startContainerd, type PeerContainerd } from '../test/helpers/containerd';
 import { SOCKET_DIR } from '../runtime/shim/main';
+import { pidInFile } from '../runtime/shim/pidfile';
 import { spareDir } from '../runtime/shim/spare';
 import { metric, standalone, timed, type BenchOptions, type BenchResult, type Metric } from './common';
-import { BERTH_SHIM, RUNC, c, forceClean, removeContainers, removeRuncLeftovers, rotate, shimPids, verifyEmpty, type Combo } from './run';
+import { BERTH_SHIM, RUNC, c, forceClean, pss, removeContainers, removeRuncLeftovers, rotate, shimPids, verifyEmpty, type Combo } from './run';
 
 const SHIM_BINARY = path.resolve(__dirname, '../../bin/containerd-shim-berth-v1');
-
-function pss(pid: number): number {
-  try {
-    const m = /^Pss:\s+(\d+)\s+kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /** The spare berth shim a daemon keeps (runtime/shim/spare.ts). */
 const spareDirOf = (daemonAddress: string) => spareDir(SOCKET_DIR, daemonAddress);
 
-function sparePid(daemonAddress: string): number {
-  const dir = spareDirOf(daemonAddress);
-  try {
-    return parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-  } catch {
-    return 0;
-  }
-}
+const sparePid = (daemonAddress: string) => pidInFile(path.join(spareDirOf(daemonAddress), 'pid'));
 
 export interface ShimBenchOptions extends BenchOptions {
   runs?: number;

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ShimFlags } from './main';
+import { pidInFile, running } from './pidfile';
 
 function isMounted(target: string): boolean {
   try {
@@ -18,15 +19,6 @@ function isMounted(target: string): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /** The directory (socket, pid) of a shim that died; a grouped shim still alive keeps it. */
 function removeDeadShimDir(bundle: string): void {
   let sock: string;
@@ -37,24 +29,13 @@ function removeDeadShimDir(bundle: string): void {
   }
   if (path.basename(sock) !== 'sock') return; // not a shim directory of ours
   const dir = path.dirname(sock);
-  let shimPid = 0;
-  try {
-    shimPid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-  } catch {
-    /* never listened, or already gone */
-  }
-  if (shimPid > 0 && alive(shimPid)) return;
+  if (running(pidInFile(path.join(dir, 'pid')))) return;
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
 export async function cleanupCommand(f: ShimFlags): Promise<void> {
   const bundle = f.bundle || process.cwd();
-  let pid = 0;
-  try {
-    pid = parseInt(fs.readFileSync(path.join(bundle, 'init.pid'), 'utf8'), 10) || 0;
-  } catch {
-    /* the shim never created the container */
-  }
+  const pid = pidInFile(path.join(bundle, 'init.pid')); // 0: the shim never created the container
   let cgroupsPath: string | undefined;
   try {
     cgroupsPath = JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')).linux?.cgroupsPath;
@@ -62,7 +43,7 @@ export async function cleanupCommand(f: ShimFlags): Promise<void> {
     /* no spec */
   }
   // Left running only if the shim died without deleting it: the deleting shim removes init.pid.
-  if (pid > 0 && alive(pid)) {
+  if (running(pid)) {
     if (cgroupsPath) {
       try {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -78,7 +59,7 @@ export async function cleanupCommand(f: ShimFlags): Promise<void> {
     } catch {
       /* gone */
     }
-    for (let i = 0; i < 100 && alive(pid); i++) await sleep(20);
+    for (let i = 0; i < 100 && running(pid); i++) await sleep(20);
   }
   if (cgroupsPath && pid > 0) {
     try {

@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import type { ShimFlags } from './main';
+import { pidInFile, running } from './pidfile';
 
 export const SPARE_IDLE_MS = 10 * 60_000;
 const WATCH_MS = 1000;
@@ -22,16 +23,6 @@ export function spareDir(socketDir: string, daemonAddress: string): string {
   return path.join(socketDir, `spare-${createHash('sha256').update(daemonAddress).digest('hex')}`);
 }
 
-/** Running, not a zombie (a killed spare nobody reaped still answers kill -0). */
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
 /** Takes the spare's directory, unless a live spare already holds it. */
 function takeDir(dir: string): boolean {
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -40,15 +31,11 @@ function takeDir(dir: string): boolean {
       return true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      let pid = 0;
-      try {
-        pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-      } catch {
+      if (!fs.existsSync(path.join(dir, 'pid'))) {
         // a spare still starting has no pid file yet: leave it be, unless it died starting long ago
         const age = Date.now() - (fs.statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
         if (age < 60_000) return false;
-      }
-      if (pid > 0 && alive(pid)) return false;
+      } else if (running(pidInFile(path.join(dir, 'pid')))) return false;
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
@@ -59,27 +46,20 @@ function takeDir(dir: string): boolean {
 export function startSpare(socketDir: string, daemonAddress: string): void {
   if (process.env.BERTH_SHIM_SPARE === '0') return;
   const dir = spareDir(socketDir, daemonAddress);
-  if (fs.existsSync(dir)) {
-    // a live spare, or one still starting (no pid yet): nothing to do; a dead one is replaced
-    let pid = 0;
-    try {
-      pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-    } catch {
-      return;
-    }
-    if (alive(pid)) return;
-  }
+  // a live spare, or one still starting (no pid yet): nothing to do; a dead one is replaced
+  const pidFile = path.join(dir, 'pid');
+  if (fs.existsSync(dir) && (!fs.existsSync(pidFile) || running(pidInFile(pidFile)))) return;
   spawn(process.execPath, [path.join(__dirname, 'main.js'), '-spare', dir, '-address', daemonAddress], { cwd: '/', detached: true, stdio: 'ignore' }).unref();
 }
 
 /** Stops the spare of a daemon (its daemon is shutting down). */
 export function stopSpare(socketDir: string, daemonAddress: string): void {
   const dir = spareDir(socketDir, daemonAddress);
+  const pid = pidInFile(path.join(dir, 'pid'));
   try {
-    const pid = parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10);
     if (pid > 0) process.kill(pid, 'SIGTERM');
   } catch {
-    // none
+    // gone
   }
   fs.rmSync(dir, { recursive: true, force: true });
 }

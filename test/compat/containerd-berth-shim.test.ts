@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar';
+import { pidInFile, running } from '../../runtime/shim/pidfile';
 import { peerCredentials } from '../../runtime/ttrpc/peercred';
 import { PACKAGE_ROOT, sleep, tempDir, waitFor } from '../helpers/daemon';
 import {
@@ -66,13 +67,7 @@ async function tarOf(cwd: string, entries: string[]): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-const processAlive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
+const processAlive = running;
 
 /**
  * Live processes our containerd started, and theirs: shims (and whatever else the shim's `start`
@@ -198,14 +193,7 @@ function removeOurCgroups(): void {
     return name;
   };
   /** The spare berth shim of our containerd (runtime/shim/spare.ts), where a released shim may go. */
-  const spareShimPid = (): number => {
-    try {
-      const dir = path.join('/run/berth/s', `spare-${crypto.createHash('sha256').update(peer.address).digest('hex')}`);
-      return parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-    } catch {
-      return 0;
-    }
-  };
+  const spareShimPid = () => pidInFile(path.join('/run/berth/s', `spare-${crypto.createHash('sha256').update(peer.address).digest('hex')}`, 'pid'));
   /** The shim serving task `id`: who listens on the socket named in its bundle's `address` (containerd-wire §9.2), by SO_PEERCRED. */
   const shimOf = async (id: string): Promise<{ pid: number; socket: string }> => {
     const address = fs.readFileSync(path.join(peer.state, 'io.containerd.runtime.v2.task', NS, id, 'address'), 'utf8');

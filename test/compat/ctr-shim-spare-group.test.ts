@@ -6,7 +6,8 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { assertNothingLeft, cleanup, sleep, startDaemon, type TestDaemon } from '../helpers/daemon';
+import { pidInFile, running } from '../../runtime/shim/pidfile';
+import { assertNothingLeft, cleanup, sleep, startDaemon, waitFor, type TestDaemon } from '../helpers/daemon';
 import { busyboxRootfs, removeRootfs } from '../helpers/rootfs';
 
 const run = promisify(execFile);
@@ -15,33 +16,9 @@ const RUNTIME = 'io.containerd.berth.v1';
 const SOCKET_DIR = '/run/berth/s';
 const hash = (s: string) => crypto.createHash('sha256').update(s).digest('hex');
 
-function pidIn(dir: string): number {
-  try {
-    return parseInt(fs.readFileSync(path.join(dir, 'pid'), 'utf8'), 10) || 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** Running: not gone, and not a zombie nobody has reaped yet. */
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
-
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+const pidIn = (dir: string) => pidInFile(path.join(dir, 'pid'));
+const alive = running;
+const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000) => waitFor(what, probe, timeoutMs);
 
 (fs.existsSync(CTR) && process.getuid?.() === 0 ? describe : describe.skip)('berth-shim: spare shim and grouping', () => {
   let daemon: TestDaemon;
