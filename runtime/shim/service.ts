@@ -197,28 +197,33 @@ class StdinCopy {
 }
 
 /**
- * An output FIFO for writing, without ever waiting: the client's read end when it holds one (an
- * open O_WRONLY|O_NONBLOCK succeeds), else both ends (O_RDWR), as containerd's shim keeps them, so
- * that a client that never reads (`ctr run -d`) cannot park a threadpool thread in open(2): a
- * grouped shim with a few such tasks would otherwise have none left for anything else.
+ * An output FIFO for writing, without parking a libuv threadpool thread in open(2) (a grouped
+ * shim with a few tasks whose clients never read would run out of them). O_WRONLY|O_NONBLOCK
+ * succeeds once the client holds its reading end; a client that opens it a moment after the
+ * process starts (ctr exec -t) is waited for, briefly; after that both ends are opened (O_RDWR),
+ * as containerd's shim keeps them, and what the process writes waits in the pipe.
  */
-function openOutputFifo(p: string): number {
-  try {
-    const fd = fs.openSync(p, C.O_WRONLY | C.O_NONBLOCK);
-    setNonblock(fd, false); // the workload writes to it as it is
-    return fd;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err; // ENXIO: no reader yet
-    return fs.openSync(p, C.O_RDWR);
+async function openOutputFifo(p: string, patienceMs = 2000): Promise<number> {
+  const until = Date.now() + patienceMs;
+  for (;;) {
+    try {
+      const fd = fs.openSync(p, C.O_WRONLY | C.O_NONBLOCK);
+      setNonblock(fd, false); // the workload writes to it as it is
+      return fd;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err; // ENXIO: no reader yet
+      if (Date.now() >= until) return fs.openSync(p, C.O_RDWR);
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 }
 
-/** Opens the FIFO paths of a process's stdio: stdout/stderr at once (see openOutputFifo), stdin via a pipe. */
+/** Opens the FIFO paths of a process's stdio: stdout/stderr (see openOutputFifo), stdin via a pipe. */
 async function openStdio(io: Io): Promise<{ stdin?: number; stdout?: number; stderr?: number; stdinCopy?: StdinCopy; close: () => void }> {
   const opened: number[] = [];
   const open = async (p: string) => {
     if (!p) return undefined;
-    const fd = openOutputFifo(p);
+    const fd = await openOutputFifo(p);
     opened.push(fd);
     return fd;
   };
