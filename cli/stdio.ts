@@ -53,22 +53,24 @@ function makeFifos(dir: string, name: string, terminal: boolean, withStdin: bool
  * writing, so EOF means the process's output is complete; without it (attach: the shim holds the
  * writing end already) the open does not block, and a FIFO nobody writes to reads as EOF.
  */
-function pipeFrom(file: string, out: NodeJS.WritableStream, waitForWriter = true): { done: Promise<void>; close: () => void } {
+export function pipeFrom(file: string, out: NodeJS.WritableStream, waitForWriter = true): { done: Promise<void>; close: () => void } {
   let sock: net.Socket | undefined;
   let closed = false;
   const flags = fs.constants.O_RDONLY | (waitForWriter ? 0 : fs.constants.O_NONBLOCK);
-  const done = fs.promises.open(file, flags).then(
-    (fh) =>
-      new Promise<void>((resolve) => {
-        if (closed) {
-          void fh.close();
-          return resolve();
-        }
-        sock = new net.Socket({ fd: fh.fd, readable: true, writable: false });
-        sock.pipe(out, { end: false });
-        sock.on('close', () => resolve());
-        sock.on('error', () => resolve());
-      }),
+  // A plain descriptor (fs.open), not a promise FileHandle: the socket owns it, and a FileHandle
+  // nobody references is closed by garbage collection, under the socket, losing the output.
+  const done = new Promise<void>((resolve) =>
+    fs.open(file, flags, (err, fd) => {
+      if (err) return resolve();
+      if (closed) {
+        fs.close(fd, () => undefined);
+        return resolve();
+      }
+      sock = new net.Socket({ fd, readable: true, writable: false });
+      sock.pipe(out, { end: false });
+      sock.on('close', () => resolve());
+      sock.on('error', () => resolve());
+    }),
   );
   return {
     done,
