@@ -56,20 +56,23 @@ function makeFifos(dir: string, name: string, terminal: boolean, withStdin: bool
 export function pipeFrom(file: string, out: NodeJS.WritableStream, waitForWriter = true): { done: Promise<void>; close: () => void } {
   let sock: net.Socket | undefined;
   let closed = false;
+  // close() before the open returned: a writer of our own, so that the open does return
+  let unblocker: number | undefined;
   const flags = fs.constants.O_RDONLY | (waitForWriter ? 0 : fs.constants.O_NONBLOCK);
   // A plain descriptor (fs.open), not a promise FileHandle: the socket owns it, and a FileHandle
   // nobody references is closed by garbage collection, under the socket, losing the output.
   const done = new Promise<void>((resolve) =>
     fs.open(file, flags, (err, fd) => {
-      if (err) return resolve();
-      if (closed) {
-        fs.close(fd, () => undefined);
-        return resolve();
+      if (!err && !closed) {
+        sock = new net.Socket({ fd, readable: true, writable: false });
+        sock.pipe(out, { end: false });
+        sock.on('close', () => resolve());
+        sock.on('error', () => resolve());
+        return;
       }
-      sock = new net.Socket({ fd, readable: true, writable: false });
-      sock.pipe(out, { end: false });
-      sock.on('close', () => resolve());
-      sock.on('error', () => resolve());
+      if (!err) fs.closeSync(fd);
+      if (unblocker !== undefined) fs.closeSync(unblocker);
+      resolve();
     }),
   );
   return {
@@ -78,11 +81,11 @@ export function pipeFrom(file: string, out: NodeJS.WritableStream, waitForWriter
       if (closed) return;
       closed = true;
       if (sock) return void sock.destroy();
-      // the open may still wait for a writer in the thread pool: give it one so that it returns
       try {
-        fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+        // O_RDWR never waits, and is a writer whether the open has reached the kernel yet or not
+        unblocker = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
       } catch {
-        // no reader waiting: the open has finished or failed
+        // the FIFO is gone: the open has failed or will
       }
     },
   };

@@ -2,10 +2,11 @@
 // their digest) and resumable ingests at ingest/<sha256(ref)>/. It is containerd's
 // content/local store in TypeScript; labels, namespaces and leases are layered above it by the
 // metadata store.
+import * as fs from 'node:fs';
 import { constants as fsc, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BerthError, isKind } from '../services/errdefs';
 import { digestFromHex, digestHex, isDigestHex, validateDigest, type Digest } from './digest';
@@ -147,6 +148,8 @@ export class ContentStore {
    */
   async createReadStream(d: Digest, opts: ReadStreamOptions = {}): Promise<Readable> {
     throwIfAborted(opts.signal, `reading ${d}`);
+    const small = this.readSmall(d, opts);
+    if (small) return Readable.from(small.length > 0 ? [small] : [], { objectMode: false });
     const fh = await this.openBlob(d);
     let range;
     try {
@@ -330,10 +333,40 @@ export class ContentStore {
     }
   }
 
+  /**
+   * The range, read at once, when the blob is small (manifests, indexes, configs: most of what
+   * clients read); undefined for a larger one, to be streamed. Synchronous, like the stat below:
+   * a few microseconds from the page cache, where each asynchronous step would be a round trip
+   * through libuv's thread pool.
+   */
+  private readSmall(d: Digest, opts: ReadStreamOptions): Buffer | undefined {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.blobPath(d), fsc.O_RDONLY);
+    } catch (err) {
+      if (isENOENT(err)) throw blobNotFound(d);
+      throw err;
+    }
+    try {
+      const range = readRange(fs.fstatSync(fd).size, opts.offset, opts.length);
+      if (range.length === 0 || range.length > Math.min(SMALL_READ, opts.chunkSize ?? SMALL_READ)) return range.length === 0 ? Buffer.alloc(0) : undefined;
+      const buf = Buffer.allocUnsafe(range.length);
+      let got = 0;
+      while (got < range.length) {
+        const n = fs.readSync(fd, buf, got, range.length - got, range.start + got);
+        if (n === 0) break; // shorter than its size said: the caller sees the bytes that are there
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
   private async statBlob(d: Digest): Promise<Stats> {
     const p = this.blobPath(d);
     try {
-      const st = await fsp.stat(p);
+      const st = fs.statSync(p);
       if (st.isFile()) return st;
     } catch (err) {
       if (!isENOENT(err)) throw err;
@@ -364,6 +397,9 @@ export class ContentStore {
     }
   }
 }
+
+/** Reads up to this size are done in one synchronous read (see readSmall). */
+const SMALL_READ = 256 * 1024;
 
 function blobInfo(d: Digest, st: Stats): Info {
   return { digest: d, size: st.size, createdAt: st.mtime, updatedAt: st.atime };

@@ -10,6 +10,7 @@ import { BerthError } from '../../services/errdefs';
 import type { Exchange } from '../../services/events/exchange';
 import { SOCKET_DIR } from '../shim/main';
 import { stopSpare } from '../shim/spare';
+import { unmountAll } from '../../snapshotter/mount';
 import { TtrpcServer, socketPathOf } from '../ttrpc';
 import { bundlePaths, createBundle, listBundles, openShimLog, removeBundle, type BundlePaths } from './bundle';
 import { Shim, type ShimLaunch } from './shim';
@@ -196,19 +197,38 @@ export class TaskManager {
     }
   }
 
-  /** Deletes the init process, stops the shim, runs its cleanup and removes the bundle. */
+  /**
+   * Deletes the init process, stops the shim and removes the bundle. The shim's Delete has
+   * removed the container and unmounted its rootfs, so, as containerd's bundle.Delete, only a
+   * rootfs still mounted is unmounted here: the shim's `delete` sub-command (a process start,
+   * and for runc one more) is for shims that died.
+   */
   async delete(ns: string, id: string): Promise<{ pid: number; exitStatus: number; exitedAt: Message }> {
     const task = this.get(ns, id);
     const res = await task.shim.call('Delete', { id });
     this.tasks.delete(key(ns, id));
-    await this.shutdownShim(task.shim);
-    await this.cleanupBundle(ns, id, task.paths, task.runtime).catch((err) => this.opts.log.warn({ err, ns, id }, 'shim cleanup failed'));
+    const address = readAddress(task.paths.bundle);
+    // A shim that answered Shutdown removes its own socket (a berth shim may instead become the
+    // spare again, under another name): only a shim that did not answer leaves it to us.
+    const answered = await this.shutdownShim(task.shim);
+    try {
+      await unmountAll(path.join(task.paths.bundle, 'rootfs'));
+      this.releaseBundle(ns, id, task.paths, answered ? undefined : address);
+    } catch (err) {
+      this.opts.log.warn({ err, ns, id }, 'bundle removal failed; running the shim cleanup');
+      await this.cleanupBundle(ns, id, task.paths, task.runtime).catch((e) => this.opts.log.warn({ err: e, ns, id }, 'shim cleanup failed'));
+    }
     return { pid: res.pid, exitStatus: res.exit_status, exitedAt: res.exited_at };
   }
 
-  private async shutdownShim(shim: Shim): Promise<void> {
-    await shim.call('Shutdown', { id: shim.launch.id }, { timeoutMs: 3000 }).catch(() => undefined);
+  /** Asks the shim to exit (it stays if it serves other tasks); whether it answered. */
+  private async shutdownShim(shim: Shim): Promise<boolean> {
+    const answered = await shim.call('Shutdown', { id: shim.launch.id }, { timeoutMs: 3000 }).then(
+      () => true,
+      () => false,
+    );
     await shim.close().catch(() => undefined);
+    return answered;
   }
 
   /** After a shim is gone: its `delete` sub-command cleans up, then the bundle goes. */
@@ -220,17 +240,22 @@ export class TaskManager {
       const binary = fs.existsSync(binaryFile) ? fs.readFileSync(binaryFile, 'utf8') : this.resolveBinary(runtime);
       result = await Shim.cleanup(this.launch(ns, id, binary, paths));
     } finally {
-      this.closeLogs.get(key(ns, id))?.();
-      this.closeLogs.delete(key(ns, id));
-      removeBundle(paths);
-      // A shim that died cannot remove its socket; one still serving other tasks keeps it.
-      if (address && ![...this.tasks.values()].some((t) => t.shim.address === address)) {
-        const sock = socketPathOf(address);
-        // berth shims own a directory (sock, pid); other shims just a socket
-        fs.rmSync(path.basename(sock) === 'sock' ? path.dirname(sock) : sock, { recursive: true, force: true });
-      }
+      this.releaseBundle(ns, id, paths, address);
     }
     return result;
+  }
+
+  /** Stops following the shim log, removes the bundle, and a dead shim's socket (`address`) once no task uses it. */
+  private releaseBundle(ns: string, id: string, paths: BundlePaths, address: string | undefined): void {
+    this.closeLogs.get(key(ns, id))?.();
+    this.closeLogs.delete(key(ns, id));
+    removeBundle(paths);
+    // A shim that died cannot remove its socket; one still serving other tasks keeps it.
+    if (address && ![...this.tasks.values()].some((t) => t.shim.address === address)) {
+      const sock = socketPathOf(address);
+      // berth shims own a directory (sock, pid); other shims just a socket
+      fs.rmSync(path.basename(sock) === 'sock' ? path.dirname(sock) : sock, { recursive: true, force: true });
+    }
   }
 
   private watchLog(k: string, bundle: string, log: Logger): void {

@@ -9,6 +9,11 @@
 //
 // Writers are serialised (one update at a time, like bolt's single writer); each update reads
 // through its own pending writes and commits them as one batch. Readers run concurrently.
+//
+// Reads are served from an in-memory copy of every committed entry (the JSON text level holds),
+// loaded at open and updated after each batch is on disk, as bolt serves them from its mmap: a
+// level read is a round trip through libuv's thread pool, and a Tasks/Get or Content/Info would
+// wait for several. Each read parses the text anew, so callers may change what they get.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Level } from 'level';
@@ -20,24 +25,80 @@ export interface NamespaceRecord {
 
 type Op = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
 
-/** The smallest key greater than every key starting with `prefix` (prefix scan bound). */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
 export const namespaceKey = (ns: string) => `ns/${ns}`;
 export const objectPrefix = (ns: string, kind?: string) => (kind ? `o/${ns}/${kind}/` : `o/${ns}/`);
 export const objectKey = (ns: string, kind: string, id: string) => `o/${ns}/${kind}/${id}`;
 
+/** Committed entries in key order: JSON text by key, and the sorted keys for prefix scans. */
+class Mirror {
+  private readonly values = new Map<string, string>();
+  private keys: string[] = [];
+
+  load(entries: Array<[string, string]>): void {
+    for (const [k, v] of entries) this.values.set(k, v);
+    this.keys = [...this.values.keys()].sort(compareKeys);
+  }
+
+  get(key: string): string | undefined {
+    return this.values.get(key);
+  }
+
+  /** Entries whose key starts with `prefix`, copied (a scan sees the state when it began). */
+  range(prefix: string): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (let i = this.lowerBound(prefix); i < this.keys.length && this.keys[i]!.startsWith(prefix); i++) {
+      out.push([this.keys[i]!, this.values.get(this.keys[i]!)!]);
+    }
+    return out;
+  }
+
+  hasPrefix(prefix: string): boolean {
+    return this.keys[this.lowerBound(prefix)]?.startsWith(prefix) ?? false;
+  }
+
+  apply(ops: Array<{ type: 'put'; key: string; value: string } | { type: 'del'; key: string }>): void {
+    // Many new or removed keys (an import, a garbage collection): one sort, not many splices.
+    const bulk = ops.length > 64;
+    for (const op of ops) {
+      const had = this.values.has(op.key);
+      if (op.type === 'put') {
+        this.values.set(op.key, op.value);
+        if (!had && !bulk) this.keys.splice(this.lowerBound(op.key), 0, op.key);
+      } else if (had) {
+        this.values.delete(op.key);
+        if (!bulk) this.keys.splice(this.lowerBound(op.key), 1);
+      }
+    }
+    if (bulk) this.keys = [...this.values.keys()].sort(compareKeys);
+  }
+
+  private lowerBound(key: string): number {
+    let lo = 0;
+    let hi = this.keys.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.keys[mid]! < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+}
+
+// level orders keys by their UTF-8 bytes; for the keys we write (no surrogate pairs) UTF-16 code
+// unit order, JavaScript's `<`, is the same.
+const compareKeys = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 export class MetadataDB {
   private writeQueue: Promise<unknown> = Promise.resolve();
+  private readonly mirror = new Mirror();
 
-  private constructor(private readonly db: Level<string, any>) {}
+  private constructor(private readonly db: Level<string, string>) {}
 
   /** Opens (creating if needed) the database in `dir`; a second daemon on the same root is refused. */
   static async open(dir: string): Promise<MetadataDB> {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const db = new Level<string, any>(dir, { valueEncoding: 'json' });
+    // JSON text, encoded here (as level's 'json' encoding would): the same text goes to the mirror
+    const db = new Level<string, string>(dir, { valueEncoding: 'utf8' });
     try {
       await db.open();
     } catch (err) {
@@ -52,7 +113,9 @@ export class MetadataDB {
       }
       throw err;
     }
-    return new MetadataDB(db);
+    const metadata = new MetadataDB(db);
+    metadata.mirror.load(await db.iterator().all());
+    return metadata;
   }
 
   async close(): Promise<void> {
@@ -61,19 +124,24 @@ export class MetadataDB {
   }
 
   async get<T>(key: string): Promise<T | undefined> {
-    return (await this.db.get(key)) as T | undefined;
+    const text = this.mirror.get(key);
+    return text === undefined ? undefined : (JSON.parse(text) as T);
   }
 
   /** Entries whose key starts with `prefix`, in key order, with the prefix removed from the key. */
   async *scan<T>(prefix: string): AsyncIterable<[string, T]> {
-    for await (const [key, value] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
-      yield [key.slice(prefix.length), value as T];
-    }
+    for (const [key, text] of this.mirror.range(prefix)) yield [key.slice(prefix.length), JSON.parse(text) as T];
   }
 
   async hasPrefix(prefix: string): Promise<boolean> {
-    for await (const _ of this.db.keys({ gte: prefix, lt: prefixEnd(prefix), limit: 1 })) return true;
-    return false;
+    return this.mirror.hasPrefix(prefix);
+  }
+
+  /** @internal Writes a transaction's operations: to disk (one synced batch), then to the mirror. */
+  async write(ops: Op[]): Promise<void> {
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: JSON.stringify(op.value) } : op));
+    await this.db.batch(encoded, { sync: true });
+    this.mirror.apply(encoded);
   }
 
   /**
@@ -86,7 +154,7 @@ export class MetadataDB {
       const tx = new Transaction(this);
       try {
         const result = await fn(tx);
-        await tx.commit(this.db);
+        await tx.commit();
         return result;
       } catch (err) {
         await tx.abort();
@@ -171,15 +239,8 @@ export class Transaction {
   }
 
   /** @internal */
-  async commit(db: Level<string, any>): Promise<void> {
-    if (this.pending.size > 0) {
-      await db.batch(
-        [...this.pending.values()].map((op) =>
-          op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.value } : { type: 'del' as const, key: op.key },
-        ),
-        { sync: true },
-      );
-    }
+  async commit(): Promise<void> {
+    if (this.pending.size > 0) await this.db.write([...this.pending.values()]);
     for (const fn of this.committed) fn();
   }
 }

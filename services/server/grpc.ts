@@ -87,6 +87,7 @@ export function grpcImplementation(
   log: Logger,
 ): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
+  const tracing = log.isLevelEnabled('trace');
   for (const [name, method] of Object.entries(definition)) {
     const handler = impl.handlers[name];
     const path = method.path;
@@ -96,10 +97,13 @@ export function grpcImplementation(
     if (!method.requestStream && !method.responseStream) {
       out[name] = (call: grpc.ServerUnaryCall<Message, Message>, callback: grpc.sendUnaryData<Message>) => {
         const { ctx, done } = callContext(call, log);
+        // per-call handler time at trace level: where a client's sequence spends berthd's time
+        const started = tracing ? performance.now() : 0;
         const run = handler ? (handler as Handler)(call.request, ctx, noSend) as Promise<Message> : Promise.reject(missing());
         run.then(
           (res) => {
             done();
+            if (tracing) log.trace({ path, ms: +(performance.now() - started).toFixed(2) }, 'call');
             callback(null, res);
           },
           (err) => {

@@ -47,9 +47,18 @@ test('output written after a garbage collection arrives, and EOF ends the relay'
 test('close() lets go of a relay whose writer never came, and of one that is reading', async () => {
   const idle = path.join(dir, 'idle');
   execFileSync('mkfifo', [idle]);
+  // The thread pool busy (four opens waiting for writers), so that the relay's own open has not
+  // reached the kernel yet when close() comes: it must still return once it does.
+  const blockers = Array.from({ length: 4 }, (_, i) => path.join(dir, `blocker${i}`));
+  const blocked = blockers.map((b) => {
+    execFileSync('mkfifo', [b]);
+    return new Promise<number>((resolve, reject) => fs.open(b, fs.constants.O_RDONLY, (err, fd) => (err ? reject(err) : resolve(fd))));
+  });
   const first = pipeFrom(idle, collect().out);
   first.close();
-  await first.done;
+  const writers = blockers.map((b) => fs.openSync(b, fs.constants.O_RDWR));
+  for (const fd of [...(await Promise.all(blocked)), ...writers]) fs.closeSync(fd);
+  await expect(Promise.race([first.done.then(() => 'done'), new Promise((r) => setTimeout(() => r('still waiting'), 3000))])).resolves.toBe('done');
 
   const busy = path.join(dir, 'busy');
   execFileSync('mkfifo', [busy]);

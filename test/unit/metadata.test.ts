@@ -91,6 +91,63 @@ describe('metadata', () => {
     expect(keys).toEqual(['a', 'b/ü:1', '\u4e2d']);
   });
 
+  test('what is committed is on disk as JSON and read back after a reopen, in the same order', async () => {
+    await db.update(async (tx) => {
+      for (let i = 0; i < 100; i++) await tx.putObject('r', 'content', `sha256:${String(i).padStart(3, '0')}`, { size: i });
+      await tx.putObject('r', 'images', 'img', { target: { digest: 'sha256:x' } });
+    });
+    await db.update(async (tx) => {
+      tx.del(objectKey('r', 'content', 'sha256:050'));
+      tx.put(objectKey('r', 'content', 'sha256:001'), { size: 1001 });
+    });
+    await db.close();
+    // level itself (not our copy of it) holds the JSON text
+    const { Level } = await import('level');
+    const raw = new Level<string, string>(dir, { valueEncoding: 'utf8' });
+    expect(await raw.get(objectKey('r', 'images', 'img'))).toBe('{"target":{"digest":"sha256:x"}}');
+    expect(await raw.get(objectKey('r', 'content', 'sha256:050'))).toBeUndefined();
+    await raw.close();
+
+    db = await MetadataDB.open(dir);
+    const sizes: number[] = [];
+    for await (const [, rec] of db.scan<{ size: number }>('o/r/content/')) sizes.push(rec.size);
+    expect(sizes).toHaveLength(99);
+    expect(sizes.slice(0, 3)).toEqual([0, 1001, 2]);
+    expect(await db.hasPrefix('o/r/images/')).toBe(true);
+    expect(await db.hasPrefix('o/r/leases/')).toBe(false);
+  });
+
+  test('a failed update leaves nothing behind, a scan sees the state it began in, and a read is a copy', async () => {
+    await db.update(async (tx) => tx.putObject('m', 'images', 'a', { n: 1 }));
+    await expect(
+      db.update(async (tx) => {
+        await tx.putObject('m', 'images', 'b', {});
+        throw new Error('abort');
+      }),
+    ).rejects.toThrow('abort');
+    expect(await db.get(objectKey('m', 'images', 'b'))).toBeUndefined();
+
+    const seen: string[] = [];
+    for await (const [k] of db.scan('o/m/images/')) {
+      seen.push(k);
+      // many writes at once (the bulk path) while the scan is under way
+      await db.update(async (tx) => {
+        for (let i = 0; i < 100; i++) tx.put(objectKey('m', 'images', `z${i}`), {});
+        tx.del(objectKey('m', 'images', 'a'));
+      });
+    }
+    expect(seen).toEqual(['a']);
+    const keys: string[] = [];
+    for await (const [k] of db.scan('o/m/images/')) keys.push(k);
+    expect(keys).toHaveLength(100);
+    expect(keys[0]).toBe('z0');
+    expect(keys).toEqual([...keys].sort());
+
+    const first = await db.get<{ n?: number }>(objectKey('m', 'images', 'z1'));
+    first!.n = 5;
+    expect(await db.get(objectKey('m', 'images', 'z1'))).toEqual({});
+  });
+
   test('a second open of the same directory is refused clearly', async () => {
     await expect(MetadataDB.open(dir)).rejects.toThrow(/is locked: is another berthd running with the same root/);
   });
