@@ -60,8 +60,16 @@ export function wire(): protobuf.Root {
   return cached;
 }
 
+// lookupType walks the namespace tree on every call; codecs ask for the same few types per call
+const messageTypes = new Map<string, protobuf.Type>();
+
 export function messageType(fullName: string): protobuf.Type {
-  return wire().lookupType(fullName);
+  let type = messageTypes.get(fullName);
+  if (!type) {
+    type = wire().lookupType(fullName);
+    messageTypes.set(fullName, type);
+  }
+  return type;
 }
 
 export function serviceType(fullName: string): protobuf.Service {

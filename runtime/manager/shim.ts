@@ -1,14 +1,13 @@
 // One shim as berthd sees it: launched with containerd's shim v2 bootstrap (`start` in the
 // bundle, options on stdin, address printed on stdout), reached over ttrpc, cleaned up with the
 // `delete` sub-command after it goes away (containerd-wire §7).
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { decode, encode, type AnyMessage, type Message } from '../../proto/codec';
 import { BerthError } from '../../services/errdefs';
 import { TtrpcClient, type CallOptions } from '../ttrpc';
-import { setCloexec } from '../native/fs';
+import { runCommand } from './spawn';
 
 const TASK_SERVICE = 'containerd.task.v2.Task';
 
@@ -27,58 +26,25 @@ export interface ShimLaunch {
   log: Logger;
 }
 
-/**
- * Marks every descriptor above stdio close-on-exec. libuv opens its own that way, but native
- * modules (leveldb's files) do not, and shims would otherwise inherit berthd's database files.
- */
-function closeOnExecAll(): void {
-  for (const name of fs.readdirSync('/proc/self/fd')) {
-    const fd = Number(name);
-    if (fd <= 2) continue;
-    try {
-      setCloexec(fd, true);
-    } catch {
-      // the directory's own descriptor, already closed
-    }
-  }
-}
-
-/** Runs `<shim> … <action>` in the bundle and returns its combined output (trimmed), failing with it. */
-function runShimCommand(launch: ShimLaunch, action: 'start' | 'delete', stdin?: Buffer, timeoutMs = 30_000): Promise<Buffer> {
+/** Runs `<shim> … <action>` in the bundle and returns its stdout, failing with its output. */
+async function runShimCommand(launch: ShimLaunch, action: 'start' | 'delete', stdin?: Buffer, timeoutMs = 30_000): Promise<Buffer> {
   const args = ['-namespace', launch.namespace, '-address', launch.grpcAddress, '-publish-binary', launch.publishBinary, '-id', launch.id];
   if (action === 'delete') args.push('-bundle', launch.bundle);
   args.push(action);
-  closeOnExecAll();
-  return new Promise((resolve, reject) => {
-    const child = spawn(launch.binary, args, {
+  let res;
+  try {
+    res = await runCommand(launch.binary, args, {
       cwd: launch.bundle,
       env: { ...process.env, TTRPC_ADDRESS: launch.ttrpcAddress, GOMAXPROCS: process.env.GOMAXPROCS ?? '2' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // The shim daemon it leaves behind must outlive berthd: own process group.
-      detached: true,
+      stdin,
+      timeoutMs,
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d) => out.push(d));
-    child.stderr.on('data', (d) => err.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new BerthError('FailedPrecondition', `start shim ${launch.binary}: ${e.message}`));
-    });
-    // 'close', not 'exit': the output may still be in the pipe when the process has exited
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = Buffer.concat(out);
-      if (code === 0) resolve(stdout);
-      else {
-        const text = Buffer.concat([stdout, ...err]).toString().trim();
-        reject(new BerthError('Unknown', `shim ${action} failed (${signal ?? `exit ${code}`}): ${text}`));
-      }
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(stdin ?? Buffer.alloc(0));
-  });
+  } catch (err) {
+    throw new BerthError('FailedPrecondition', `start shim ${launch.binary}: ${(err as Error).message}`);
+  }
+  if (res.code === 0) return res.stdout;
+  const text = Buffer.concat([res.stdout, res.stderr]).toString().trim();
+  throw new BerthError('Unknown', `shim ${action} failed (${res.signal ?? `exit ${res.code}`}): ${text}`);
 }
 
 export class Shim {
