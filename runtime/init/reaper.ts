@@ -1,20 +1,21 @@
 // Exit statuses of the processes the init stage starts. They are children of this process (cloned
 // by its worker threads) and unknown to libuv, so they are reaped here.
 //
-// Each watched process gets a pidfd (pidfd_open(2)), added with EPOLLONESHOT to an epoll set that
-// a small reaper thread (reaper-worker.ts) waits on; when a pidfd becomes readable the process has
-// exited, and this thread reaps it with waitid(P_PID, pid, WNOHANG). Nothing depends on SIGCHLD
-// reaching JavaScript (a test runner's sandboxed `process` never sees it) and no libuv threadpool
-// thread is held. The reaper thread is ref'd while anything is watched, the way a ChildProcess
-// keeps Node alive, and unref'd otherwise.
+// Each watched process gets a pidfd (pidfd_open(2)), added with EPOLLONESHOT to an epoll set; one
+// epoll_wait(2) at a time waits on it in libuv's thread pool (a koffi asynchronous call), and when
+// a pidfd becomes readable the process has exited and this thread reaps it with waitid(P_PID, pid,
+// WNOHANG). Nothing depends on SIGCHLD reaching JavaScript (a test runner's sandboxed `process`
+// never sees it). A pool thread, not a worker thread: a worker is a V8 isolate of its own, some
+// 9 MB in every shim. The wait is pending only while something is watched (it keeps the process
+// alive, the way a ChildProcess does); an eventfd in the set wakes it to stop.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Worker } from 'worker_threads';
 import { EFD_CLOEXEC, EFD_NONBLOCK, O_CLOEXEC } from '../native/constants';
 import { isErrno } from '../native/errno';
 import { eventfd } from '../native/fs';
 import { check, fn } from '../native/libc';
+import type { KoffiFunction } from 'koffi';
 import { pidfdOpen } from '../native/proc';
 import { closeQuietly } from './fsroot';
 import { CLD_EXITED, reapChild } from './sys';
@@ -36,6 +37,7 @@ const EPOLLIN = 0x1;
 const EPOLLONESHOT = 1 << 30;
 const EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
 const DATA_OFFSET = process.arch === 'x64' ? 4 : 8;
+const MAX_EVENTS = 64;
 
 function epollCtl(epfd: number, op: number, fd: number, events: number): void {
   const ev = Buffer.alloc(EVENT_SIZE);
@@ -56,33 +58,50 @@ export class Reaper {
   private readonly byFd = new Map<number, Watch>();
   private epfd?: number;
   private wakefd?: number;
-  private worker?: Worker;
-  private stop?: Int32Array;
+  private readonly events = Buffer.alloc(EVENT_SIZE * MAX_EVENTS);
+  /** Resolves when the epoll_wait in the pool returns; undefined when none is pending. */
+  private waiting?: Promise<void>;
+  private closing = false;
 
-  constructor(private readonly script = path.join(__dirname, 'reaper-worker.js')) {}
-
-  private ensureThread(): void {
-    if (this.worker) return;
+  private ensureSet(): void {
+    if (this.epfd !== undefined) return;
     this.epfd = check(fn('int epoll_create1(int)')(O_CLOEXEC), 'epoll_create1');
     this.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     epollCtl(this.epfd, EPOLL_CTL_ADD, this.wakefd, EPOLLIN);
-    const stop = new SharedArrayBuffer(4);
-    this.stop = new Int32Array(stop);
-    const w = new Worker(this.script, { workerData: { epfd: this.epfd, wakefd: this.wakefd, stop }, trackUnmanagedFds: false });
-    w.on('message', (m: { type: string; fds?: number[] }) => {
-      if (m.type === 'exited') this.onExited(m.fds ?? []);
-    });
-    w.on('exit', () => {
-      if (this.worker === w) this.worker = undefined;
-    });
-    this.worker = w;
+  }
+
+  /** One epoll_wait in the pool while anything is watched; its answer re-arms it. */
+  private wait(): void {
+    if (this.waiting || this.closing || this.byPid.size === 0) return;
+    const epollWait = fn('int epoll_wait(int, void *, int, int)') as KoffiFunction & { async: (...args: unknown[]) => void };
+    this.waiting = new Promise<void>((resolve) =>
+      epollWait.async(this.epfd, this.events, MAX_EVENTS, -1, (err: unknown, n: number) => {
+        this.waiting = undefined;
+        resolve();
+        const fds: number[] = [];
+        // n < 0: interrupted (EINTR); the next wait goes on
+        for (let i = 0; !err && i < n; i++) {
+          const fd = Number(this.events.readBigUInt64LE(i * EVENT_SIZE + DATA_OFFSET));
+          if (fd === this.wakefd) {
+            try {
+              fs.readSync(fd, Buffer.alloc(8), 0, 8, null);
+            } catch {
+              /* EAGAIN: already drained */
+            }
+          } else fds.push(fd);
+        }
+        if (fds.length) this.onExited(fds);
+        if (err || n < 0) setTimeout(() => this.wait(), 10).unref();
+        else this.wait();
+      }),
+    );
   }
 
   /** The exit status of child `pid`, once it has exited (it is reaped then). */
   watch(pid: number): Promise<ExitStatus> {
     const existing = this.byPid.get(pid);
     if (existing) return existing.promise;
-    this.ensureThread();
+    this.ensureSet();
     let resolve!: (s: ExitStatus) => void;
     const promise = new Promise<ExitStatus>((r) => (resolve = r));
     let pidfd: number;
@@ -96,7 +115,7 @@ export class Reaper {
     this.byPid.set(pid, w);
     this.byFd.set(pidfd, w);
     epollCtl(this.epfd!, EPOLL_CTL_ADD, pidfd, EPOLLIN | EPOLLONESHOT);
-    this.worker!.ref();
+    this.wait();
     return promise;
   }
 
@@ -131,24 +150,24 @@ export class Reaper {
       this.byPid.delete(w.pid);
       w.resolve(status);
     }
-    if (this.byPid.size === 0) this.worker?.unref();
   }
 
-  /** Stops the reaper thread (watches still pending never resolve); the next watch starts it again. */
+  /** Stops waiting (watches still pending never resolve); the next watch starts again. */
   async close(): Promise<void> {
-    const w = this.worker;
-    if (!w) return;
-    Atomics.store(this.stop!, 0, 1);
-    const one = Buffer.alloc(8);
-    one.writeBigUInt64LE(1n);
-    fs.writeSync(this.wakefd!, one);
-    await new Promise((r) => w.once('exit', r));
-    this.worker = undefined;
+    if (this.epfd === undefined) return;
+    this.closing = true;
+    if (this.waiting) {
+      const one = Buffer.alloc(8);
+      one.writeBigUInt64LE(1n);
+      fs.writeSync(this.wakefd!, one);
+      await this.waiting;
+    }
     for (const watch of this.byFd.values()) closeQuietly(watch.pidfd);
     this.byFd.clear();
     this.byPid.clear();
     closeQuietly(this.epfd);
     closeQuietly(this.wakefd);
+    this.epfd = this.wakefd = undefined;
+    this.closing = false;
   }
 }
-
