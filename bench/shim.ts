@@ -8,7 +8,10 @@
 //   2. memory per container with M running (`ctr run -d … sleep`): the PSS of the runtime's shim
 //      processes (/proc/<pid>/smaps_rollup) / M. berth-shim twice: one shim per container, and all
 //      M in one group (annotation io.containerd.runc.v2.group, as a pod shares one shim). berth's
-//      figures include its spare shim (the one the next start would take).
+//      figures include its spare shim (the one the next start would take). Measured 1.5 s after
+//      the last start, and again (one shim per container, and runc) once the shims have been idle
+//      past runtime/init's idle release (BERTH_INIT_IDLE_MS, 30 s): the steady state of
+//      long-running containers, after a berth shim let its warm init thread and helper go.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -20,6 +23,7 @@ import { ctr, startContainerd, type PeerContainerd } from '../test/helpers/conta
 import { SOCKET_DIR } from '../runtime/shim/main';
 import { pidInFile } from '../runtime/shim/pidfile';
 import { spareDir } from '../runtime/shim/spare';
+import { idleReleaseMs } from '../runtime/init/pool';
 import { metric, standalone, timed, type BenchOptions, type BenchResult, type Metric } from './common';
 import { BERTH_SHIM, RUNC, c, forceClean, pss, removeContainers, removeRuncLeftovers, rotate, shimPids, verifyEmpty, type Combo } from './run';
 
@@ -39,6 +43,8 @@ interface MemoryResult {
   label: string;
   shims: number;
   perContainerBytes: number;
+  /** after the idle release, when asked for */
+  steadyPerContainerBytes?: number;
 }
 
 export async function shimBench(opts: ShimBenchOptions = {}): Promise<BenchResult> {
@@ -86,30 +92,47 @@ export async function shimBench(opts: ShimBenchOptions = {}): Promise<BenchResul
     for (const combo of combos) await verifyEmpty(combo);
 
     // 2. memory with `containers` running
-    const memory = async (combo: Combo, label: string, extra: string[]): Promise<MemoryResult> => {
+    const memory = async (combo: Combo, label: string, extra: string[], steady = false): Promise<MemoryResult> => {
       const ids = Array.from({ length: containers }, (_, i) => `${combo.prefix}-m${label === 'grouped' ? 'g' : ''}${i}`);
       for (const id of ids) {
         combo.live.add(id);
         await c(combo, ['run', '-d', '--runtime', combo.runtime, ...extra, ref, id, '/bin/busybox', 'sleep', '1000']);
       }
+      const perContainer = () => {
+        const spare = combo.runtime === BERTH_SHIM ? sparePid(containerd!.address) : 0;
+        return { spare, bytes: (shimPids(ns).reduce((sum, p) => sum + pss(p), 0) + (spare ? pss(spare) : 0)) / containers };
+      };
       await sleep(1500); // let start-up garbage be collected and a spare come up
       const pids = shimPids(ns);
-      const spare = combo.runtime === BERTH_SHIM ? sparePid(containerd!.address) : 0;
-      const total = pids.reduce((sum, p) => sum + pss(p), 0) + (spare ? pss(spare) : 0);
+      const first = perContainer();
+      let steadyBytes: number | undefined;
+      if (steady) {
+        await sleep(idleReleaseMs() + 3000);
+        steadyBytes = perContainer().bytes;
+      }
       await removeContainers(combo, ids);
       await waitFor(`${combo.label} shims to exit`, () => (shimPids(ns).length === 0 ? true : undefined), 15_000);
-      const r = { label: `${combo.label}${label ? ` (${label})` : ''}`, shims: pids.length, perContainerBytes: total / containers };
-      log(`memory ${r.label}: ${r.shims} shim(s)${spare ? ' + spare' : ''}, ${(r.perContainerBytes / 1048576).toFixed(2)} MiB PSS per container\n`);
+      const r: MemoryResult = { label: `${combo.label}${label ? ` (${label})` : ''}`, shims: pids.length, perContainerBytes: first.bytes, ...(steadyBytes !== undefined ? { steadyPerContainerBytes: steadyBytes } : {}) };
+      const steadyText = steadyBytes !== undefined ? `, ${(steadyBytes / 1048576).toFixed(2)} MiB once idle` : '';
+      log(`memory ${r.label}: ${r.shims} shim(s)${first.spare ? ' + spare' : ''}, ${(r.perContainerBytes / 1048576).toFixed(2)} MiB PSS per container${steadyText}\n`);
       return r;
     };
-    const runcMem = await memory(combos[0]!, '', []);
-    const berthMem = await memory(combos[1]!, 'one shim per container', []);
+    const runcMem = await memory(combos[0]!, '', [], !opts.quick);
+    const berthMem = await memory(combos[1]!, 'one shim per container', [], !opts.quick);
     const groupedMem = await memory(combos[1]!, 'grouped', ['--annotation', 'io.containerd.runc.v2.group=bench']);
 
     const mib = (r: MemoryResult) => [r.perContainerBytes / 1048576];
     const metrics: Metric[] = [
       metric('shim: run --rm under containerd', 'ms', 'lower', times[BERTH_SHIM]!, times[RUNC]!, 'berth-shim vs runc shim, same containerd', 1000),
       metric(`shim: PSS per container, ${containers} running`, 'MiB', 'lower', mib(berthMem), mib(runcMem), 'one berth-shim per container (+ spare)'),
+      ...(berthMem.steadyPerContainerBytes === undefined ? [] : [metric(
+        `shim: PSS per container, ${containers} running, idle ${Math.round(idleReleaseMs() / 1000) + 3} s`,
+        'MiB',
+        'lower',
+        [berthMem.steadyPerContainerBytes! / 1048576],
+        [runcMem.steadyPerContainerBytes! / 1048576],
+        'one berth-shim per container (+ spare), after its idle init threads ended',
+      )]),
       metric(`shim: PSS per container, ${containers} running, grouped`, 'MiB', 'lower', mib(groupedMem), mib(runcMem), `one berth-shim for all ${containers} (+ spare); runc: one shim each`),
     ];
     return { detail: { runs, containers, times, memory: [runcMem, berthMem, groupedMem] }, metrics };

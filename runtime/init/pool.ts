@@ -131,6 +131,14 @@ export class InitWorker {
   }
 }
 
+/**
+ * How long a warm thread refilled after a create waits for the next job (an exec, another
+ * container of a grouped shim) before it ends. A thread is a V8 isolate, ~9 MB; a shim whose one
+ * container runs for days needs none. Probes that exec every few seconds keep it warm.
+ * (BERTH_INIT_IDLE_MS; threads started by prewarm(), a spare's, wait without limit.)
+ */
+export const idleReleaseMs = (): number => Number(process.env.BERTH_INIT_IDLE_MS) || 30_000;
+
 export interface PoolOptions {
   /** warm threads to keep (default 1; 0 disables warming: every container starts a cold thread) */
   size?: number;
@@ -166,31 +174,42 @@ export class InitWorkerPool {
   /** Starts warm workers up to `size` and waits until they (and any already starting) are ready. */
   async prewarm(): Promise<void> {
     this.closed = false;
-    this.refill();
+    this.fill(false);
     await Promise.all([...this.warming]);
   }
 
-  /** Starts warm workers in the background up to `size`. */
+  /** Starts warm workers in the background up to `size`; each ends after idleReleaseMs() unused. */
   refill(): void {
+    this.fill(true);
+  }
+
+  private fill(releaseWhenIdle: boolean): void {
     for (let i = this.idle.length + this.warming.size; i < this.size && !this.closed; i++) {
-      const p: Promise<void> = this.warmOne()
+      const p: Promise<void> = this.warmOne(releaseWhenIdle)
         .catch(() => undefined)
         .finally(() => this.warming.delete(p));
       this.warming.add(p);
     }
   }
 
-  private async warmOne(): Promise<void> {
+  private async warmOne(releaseWhenIdle: boolean): Promise<void> {
     const w = await InitWorker.start(this.script);
     if (this.closed) {
       await w.terminate();
       return;
     }
     this.idle.push(w);
+    const unused = () => this.idle.indexOf(w);
     void w.exited.then(() => {
-      const i = this.idle.indexOf(w);
-      if (i >= 0) this.idle.splice(i, 1);
+      if (unused() >= 0) this.idle.splice(unused(), 1);
     });
+    if (releaseWhenIdle) {
+      setTimeout(() => {
+        if (unused() < 0) return; // taken
+        this.idle.splice(unused(), 1);
+        void w.terminate();
+      }, idleReleaseMs()).unref();
+    }
   }
 
   /** Terminates the idle workers and stops refilling; acquire() still works (cold), prewarm() reopens. */

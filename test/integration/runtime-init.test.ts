@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { loadCgroup } from '../../runtime/cgroups';
 import type { CgroupV1 } from '../../runtime/cgroups';
 import { fn } from '../../runtime/native/libc';
+import { waitFor } from '../helpers/daemon';
 import {
   Container,
   createContainer,
@@ -552,6 +553,31 @@ describe('invalid and hostile specs', () => {
     const initThreads = () => fs.readdirSync('/proc/self/task').filter((t) => threadName(t) === 'berth-init').length;
     for (let i = 0; i < 100 && initThreads() > 1; i++) await new Promise((r) => setTimeout(r, 20));
     expect(initThreads()).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('idle threads', () => {
+  const named = (name: string) =>
+    fs.readdirSync('/proc/self/task').filter((t) => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim() === name;
+      } catch {
+        return false; // ended between the listing and the read
+      }
+    }).length;
+
+  test('the warm init thread refilled after a create and the namespace helper end when unused; the next create starts them again', async () => {
+    process.env.BERTH_INIT_IDLE_MS = '300';
+    try {
+      const first = await runContainer(specFor(nextId(), withProcessArgs('echo', 'one')));
+      expect(first.stdout).toBe('one\n');
+      await waitFor('the warm init thread and the helper to end', () => (named('berth-init') === 0 && named('berth-nshelper') === 0 ? true : undefined), 10_000);
+      const second = await runContainer(specFor(nextId(), withProcessArgs('echo', 'two')));
+      expect(second.stdout).toBe('two\n');
+    } finally {
+      delete process.env.BERTH_INIT_IDLE_MS;
+      await sharedRuntime().pool.prewarm(); // as the other tests expect: warm, without a limit
+    }
   });
 });
 
