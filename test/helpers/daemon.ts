@@ -236,6 +236,17 @@ export async function assertNothingLeft(
   await daemon.terminate();
   await waitFor('the shims to exit', () => (shimProcesses(daemon).length === 0 ? true : undefined), 20_000).catch(() => undefined);
   for (const pid of shimProcesses(daemon)) leaks.push(`shim process ${pid}`);
+  // runc's state root for a namespace (the runc shim's default, /run/containerd/runc/<ns>): runc
+  // leaves it behind empty; one that is not empty holds a container runc still knows
+  for (const ns of namespaces) {
+    const runcRoot = path.join('/run/containerd/runc', ns);
+    for (const id of ids) if (fs.existsSync(path.join(runcRoot, id))) leaks.push(`runc state ${path.join(runcRoot, id)}`);
+    try {
+      fs.rmdirSync(runcRoot);
+    } catch {
+      // absent, or reported above
+    }
+  }
   for (const dir of [daemon.dir, ...(options.dirs ?? [])]) for (const m of mountsBelow(dir)) leaks.push(`mount ${m}`);
 
   for (const h of cgroupHierarchies()) {
