@@ -17,6 +17,8 @@ export interface GcReport {
   blobs: string[];
   leases: Array<{ namespace: string; id: string }>;
   ingests: Array<{ namespace: string; ref: string }>;
+  /** Backend snapshots no record named: "<snapshotter>/<backend key>". */
+  snapshots: string[];
   durationMs: number;
 }
 
@@ -26,6 +28,8 @@ export interface SnapshotGraph {
   list(tx: Transaction, ns: string): AsyncIterable<{ snapshotter: string; key: string; parent: string; labels: Labels }>;
   /** Removes an unmarked snapshot inside the collection's update. */
   remove(tx: Transaction, ns: string, snapshotter: string, key: string): Promise<void>;
+  /** Removes backend snapshots that no record names; returns "<snapshotter>/<backend key>"s. */
+  reconcile(tx: Transaction): Promise<string[]>;
 }
 
 interface ImageLike {
@@ -81,7 +85,7 @@ export class GarbageCollector {
 
   private async run(): Promise<GcReport> {
     const started = Date.now();
-    const report: GcReport = { content: [], blobs: [], leases: [], ingests: [], durationMs: 0 };
+    const report: GcReport = { content: [], blobs: [], leases: [], ingests: [], snapshots: [], durationMs: 0 };
     let nextExpiry: number | undefined;
     await this.db.update(async (tx) => {
       const referenced = new Set<string>();
@@ -89,6 +93,7 @@ export class GarbageCollector {
         const expiry = await this.collectNamespace(tx, ns, report, referenced);
         if (expiry !== undefined && (nextExpiry === undefined || expiry < nextExpiry)) nextExpiry = expiry;
       }
+      if (this.snapshots) report.snapshots = await this.snapshots.reconcile(tx);
       for await (const info of this.content.store.walk()) {
         if (referenced.has(info.digest) || this.content.isBeingRead(info.digest)) continue;
         try {
@@ -101,7 +106,7 @@ export class GarbageCollector {
     });
     report.durationMs = Date.now() - started;
     this.armExpiry(nextExpiry);
-    if (report.content.length || report.blobs.length || report.leases.length || report.ingests.length) {
+    if (report.content.length || report.blobs.length || report.leases.length || report.ingests.length || report.snapshots.length) {
       this.log.debug({ report }, 'garbage collected');
     }
     return report;

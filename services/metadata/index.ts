@@ -37,19 +37,24 @@ export class Metadata {
     this.gc.snapshots = {
       list: (tx, ns) => this.snapshots.all(tx, ns),
       remove: (tx, ns, snapshotter, key) => this.snapshots.removeIn(tx, ns, snapshotter, key),
+      reconcile: (tx) => this.snapshots.reconcile(tx),
     };
   }
 
-  /** Opens the database in `<root>/db` and arms collection for the next lease expiry. */
+  /** Opens the database in `<root>/db`, removes backend snapshots a crash left without a record,
+   * and arms collection for the next lease expiry. */
   static async open(root: string, contentStore: ContentStore, log: Logger, snapshotters = new Map<string, Snapshotter>()): Promise<Metadata> {
     const db = await MetadataDB.open(path.join(root, 'db'));
     const m = new Metadata(db, contentStore, snapshotters, log);
+    const stray = await db.update((tx) => m.snapshots.reconcile(tx));
+    if (stray.length) log.info({ snapshots: stray }, 'removed snapshots that no record named');
     await m.gc.armFromLeases();
     return m;
   }
 
   async close(): Promise<void> {
     this.gc.close();
+    await this.snapshots.settled();
     await this.db.close();
   }
 }

@@ -3,12 +3,17 @@
 // "<ns>/<seq>/<key>" unique across namespaces and re-creations; labels live here; parents
 // are recorded by their namespace keys so listing needs no backend call.
 //
+// Removal deletes the record at once and the backend snapshot just after, off the caller's
+// path (containerd's metadata layer leaves it to the collector too). Backend snapshots that no
+// record names — a crash between the two, or between a backend prepare and its record — are
+// removed by reconcile(), which runs at start-up and in every collection.
+//
 //   o/<ns>/snapshots/<snapshotter>/<key>   SnapshotRecord
 //   s/snapshot-seq                          the last sequence number handed out
 import { nowTimestamp, type Timestamp } from '../../proto/codec';
 import type { Kind, Mount, Snapshotter, Usage } from '../../snapshotter';
 import { BerthError } from '../errdefs';
-import { objectKey, objectPrefix, type MetadataDB, type Transaction } from './db';
+import { namespaceKey, objectKey, objectPrefix, type MetadataDB, type Transaction } from './db';
 import { applyLabelPaths, type Labels } from './labels';
 import type { LeaseStore } from './leases';
 import { validateLabels } from './validate';
@@ -36,6 +41,10 @@ const recordKey = (ns: string, snapshotter: string, key: string) => objectKey(ns
 const recordPrefix = (ns: string, snapshotter: string) => objectPrefix(ns, `snapshots/${snapshotter}`);
 
 export class MetadataSnapshots {
+  /** Backend snapshots whose records are gone, in removal order (children before parents). */
+  private readonly unrecorded: Array<{ snapshotter: string; backendKey: string }> = [];
+  private sweeping: Promise<void> | undefined;
+
   constructor(
     private readonly db: MetadataDB,
     private readonly leases: LeaseStore,
@@ -135,8 +144,57 @@ export class MetadataSnapshots {
     for await (const [, other] of tx.scan<SnapshotRecord>(recordPrefix(ns, snapshotter))) {
       if (other.parent === key) throw new BerthError('FailedPrecondition', 'cannot remove snapshot with child');
     }
-    await this.backend(snapshotter).remove(rec.backendKey);
     tx.del(recordKey(ns, snapshotter, key));
+    tx.afterCommit(() => {
+      this.unrecorded.push({ snapshotter, backendKey: rec.backendKey });
+      this.sweeping ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.sweep());
+    });
+  }
+
+  /** Removes the backend snapshots of removed records; what fails is left to reconcile(). */
+  private async sweep(): Promise<void> {
+    for (let next = this.unrecorded.shift(); next; next = this.unrecorded.shift()) {
+      await this.backends.get(next.snapshotter)?.remove(next.backendKey).catch(() => undefined);
+    }
+    this.sweeping = undefined;
+  }
+
+  /** Resolves once the backend snapshots of records removed so far are gone (or left to reconcile). */
+  async settled(): Promise<void> {
+    while (this.sweeping) await this.sweeping;
+  }
+
+  /**
+   * Removes backend snapshots that no record names, children first. Inside an update, so no
+   * create (whose backend prepare runs inside its own update) is half done.
+   */
+  async reconcile(tx: Transaction): Promise<string[]> {
+    await this.settled();
+    const removed: string[] = [];
+    for (const [name, backend] of this.backends) {
+      const recorded = new Set<string>();
+      for await (const [ns] of tx.scan(namespaceKey(''))) {
+        for await (const [, rec] of tx.scan<SnapshotRecord>(recordPrefix(ns, name))) recorded.add(rec.backendKey);
+      }
+      const stray = new Map<string, string>(); // backend key → backend parent
+      await backend.walk((info) => {
+        if (!recorded.has(info.name)) stray.set(info.name, info.parent ?? '');
+      });
+      let pending = [...stray.keys()];
+      while (pending.length > 0) {
+        const parents = new Set(pending.map((k) => stray.get(k)));
+        const leaves = pending.filter((k) => !parents.has(k));
+        if (leaves.length === 0) break; // a recorded child keeps its stray parent: leave both
+        for (const key of leaves) {
+          await backend.remove(key).then(
+            () => removed.push(`${name}/${key}`),
+            () => undefined,
+          );
+        }
+        pending = pending.filter((k) => !leaves.includes(k));
+      }
+    }
+    return removed;
   }
 
   async stat(ns: string, snapshotter: string, key: string): Promise<SnapshotInfo> {
