@@ -339,7 +339,7 @@ export class ContentStore {
    * a few microseconds from the page cache, where each asynchronous step would be a round trip
    * through libuv's thread pool.
    */
-  private readSmall(d: Digest, opts: ReadStreamOptions): Buffer | undefined {
+  readSmall(d: Digest, opts: ReadStreamOptions): Buffer | undefined {
     let fd: number;
     try {
       fd = fs.openSync(this.blobPath(d), fsc.O_RDONLY);

@@ -162,8 +162,14 @@ export function contentService(metadata: Metadata, events: Publisher): ServiceIm
       Read: async (req, ctx, send) => {
         const ns = requireNamespace(ctx);
         const digest = checkDigest(req.digest ?? '');
-        const stream = await content.read(ns, digest, req.offset ?? 0, req.size ?? 0, ctx.signal);
         let offset = Math.max(0, req.offset ?? 0);
+        // Manifests and configs, most of what clients read: one message, no stream machinery.
+        const small = await content.readSmall(ns, digest, offset, req.size ?? 0);
+        if (small) {
+          if (small.length > 0) await send({ offset, data: small });
+          return;
+        }
+        const stream = await content.read(ns, digest, req.offset ?? 0, req.size ?? 0, ctx.signal);
         try {
           for await (const chunk of stream) {
             await send({ offset, data: chunk });

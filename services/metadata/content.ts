@@ -105,6 +105,14 @@ export class MetadataContent {
   }
 
   /** A ranged read of a blob visible in the namespace; the blob is protected from collection until the stream ends. */
+  /** A small blob's range (`size` 0: to the end) read at once, without a stream; undefined when it is large. */
+  async readSmall(ns: string, digest: string, offset: number, size: number): Promise<Buffer | undefined> {
+    const info = await this.info(ns, digest);
+    if (offset < 0) offset = 0;
+    if (offset > info.size) throw new BerthError('OutOfRange', `read past object length ${info.size} bytes`);
+    return this.store.readSmall(digest, { offset, length: size > 0 ? size : undefined });
+  }
+
   async read(ns: string, digest: string, offset: number, size: number, signal?: AbortSignal): Promise<Readable> {
     const info = await this.info(ns, digest);
     if (offset < 0) offset = 0;

@@ -19,22 +19,32 @@ type AnyCall =
   | grpc.ServerDuplexStream<Message, Message>;
 
 function callContext(call: AnyCall, log: Logger): { ctx: CallContext; done: () => void } {
-  const controller = new AbortController();
-  const onCancel = () => controller.abort(new BerthError('Canceled', 'call cancelled by the client'));
+  // The AbortController is made only for handlers that look at the signal (most never do);
+  // a cancellation or deadline before that is kept and applied when it is made.
+  let controller: AbortController | undefined;
+  let reason: BerthError | undefined;
+  const abort = (why: BerthError) => {
+    reason ??= why;
+    controller?.abort(reason);
+  };
+  const onCancel = () => abort(new BerthError('Canceled', 'call cancelled by the client'));
   (call as unknown as EventEmitter).on('cancelled', onCancel);
   const deadline = call.getDeadline();
   let timer: NodeJS.Timeout | undefined;
   if (deadline instanceof Date || (typeof deadline === 'number' && Number.isFinite(deadline))) {
     const ms = new Date(deadline).getTime() - Date.now();
-    timer = setTimeout(
-      () => controller.abort(new BerthError('DeadlineExceeded', 'deadline exceeded')),
-      Math.max(0, ms),
-    );
+    timer = setTimeout(() => abort(new BerthError('DeadlineExceeded', 'deadline exceeded')), Math.max(0, ms));
   }
   const ctx: CallContext = {
     namespaceHeader: header(call.metadata, NAMESPACE_HEADER),
     lease: header(call.metadata, LEASE_HEADER),
-    signal: controller.signal,
+    get signal() {
+      if (!controller) {
+        controller = new AbortController();
+        if (reason) controller.abort(reason);
+      }
+      return controller.signal;
+    },
     log,
   };
   return {
