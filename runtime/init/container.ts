@@ -111,6 +111,8 @@ interface LaunchArgs {
   cgroup?: Promise<Cgroup | undefined>;
   stateDir?: string;
   warm?: boolean;
+  /** false: the pool is not refilled after this job (default true) */
+  refill?: boolean;
   masked: string[];
   readonlyPaths: string[];
   watch: ReturnType<typeof stopwatch>;
@@ -220,10 +222,10 @@ async function launch(a: LaunchArgs): Promise<Launched> {
     await cgroupMoves;
     savedCgroups = undefined;
     mark('created');
-    runtime.pool.refill();
+    if (a.refill !== false) runtime.pool.refill();
     return { timings, watchMark: mark, worker, pid, exit, master, peer, stateDir };
   } catch (err) {
-    runtime.pool.refill();
+    if (a.refill !== false) runtime.pool.refill();
     if (pid !== undefined) {
       try {
         sendSignal(pid, 'SIGKILL');
@@ -380,6 +382,11 @@ export interface CreateContainerOptions {
   validate?: ValidateOptions;
   /** false: start a cold worker thread even if a warm one is ready */
   warm?: boolean;
+  /**
+   * false: do not start a warm worker for the next job once this create is done (a process
+   * expecting no other create soon saves a V8 isolate; its first exec then starts one cold)
+   */
+  refill?: boolean;
   runtime?: InitRuntime;
 }
 
@@ -495,6 +502,7 @@ export async function createContainer(opts: CreateContainerOptions): Promise<Con
       cgroup: cgroupReady,
       ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
       ...(opts.warm === false ? { warm: false } : {}),
+      ...(opts.refill === false ? { refill: false } : {}),
       masked: plan.masked.filter((p) => p.phase === 'helper').map((p) => p.path),
       readonlyPaths: plan.readonlyPaths.filter((p) => p.phase === 'helper').map((p) => p.path),
       watch,

@@ -15,10 +15,26 @@ let koffiModule: Koffi | undefined;
 let libcHandle: IKoffiLib | undefined;
 const declared = new Map<string, KoffiFunction>();
 
-/** The koffi module, required on first use. */
+/**
+ * The koffi module, required on first use: its prebuilt native module for this platform when
+ * there is one of koffi's own version, else the package entry. The entry finds the native module
+ * through a bundled installer toolkit that loads node:https and more, ~7 ms of CPU in every V8
+ * isolate that uses koffi (a berth-shim starts three); the API is the same native object.
+ */
 export function ffi(): Koffi {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (koffiModule ??= require('koffi') as Koffi);
+  return (koffiModule ??= loadKoffi());
+}
+
+function loadKoffi(): Koffi {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  try {
+    const native = require(`koffi/build/koffi/${process.platform}_${process.arch}/koffi.node`) as Koffi & { version?: string };
+    if (native.version === (require('koffi/package.json') as { version: string }).version) return native;
+  } catch {
+    // no prebuilt module for this platform (musl, a source build): the entry knows where to look
+  }
+  return require('koffi') as Koffi;
+  /* eslint-enable @typescript-eslint/no-require-imports */
 }
 
 /** The libc.so.6 handle, opened on first use. */

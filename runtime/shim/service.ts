@@ -430,6 +430,10 @@ export async function runShim(f: ShimFlags, address: string, placement: ShimPlac
             stdio,
             stateDir: path.join(bundle, '.berth'),
             validate: { allowUnsupported: ['linux.seccomp', 'process.apparmorProfile', 'linux.mountLabel', 'process.selinuxLabel'] },
+            // Another create is likely only in a grouped shim (a pod), known once it holds a
+            // second task; a shim of one container keeps no warm thread it would rarely use
+            // (an exec starts one, and refills after itself).
+            refill: tasks.size > 0,
           }),
         );
       } catch (err) {

@@ -125,6 +125,32 @@ const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000)
     });
   });
 
+  test('warm init threads: a shim of one container keeps none after its create; an exec, or a second task of a group, starts one', async () => {
+    const initThreads = (pid: number) =>
+      fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'berth-init';
+        } catch {
+          return false; // ended between the listing and the read
+        }
+      }).length;
+    await runDetached('w1');
+    const lone = pidIn(shimDir('w1'));
+    expect(lone).toBeGreaterThan(0);
+    // the thread that made the container ends, and none replaces it (a refill would wait 30 s unused)
+    await until('no init thread in the lone shim', () => initThreads(lone) === 0);
+    expect((await ctr('tasks', 'exec', '--exec-id', 'e1', 'w1', '/bin/true')).trim()).toBe('');
+    await until('a warm init thread after the exec', () => initThreads(lone) === 1);
+
+    await runDetached('h1', '--annotation', 'io.containerd.runc.v2.group=h');
+    const group = pidIn(shimDir('h'));
+    await until('no init thread after the group\'s first create', () => initThreads(group) === 0);
+    await runDetached('h2', '--annotation', 'io.containerd.runc.v2.group=h');
+    expect(pidIn(shimDir('h'))).toBe(group);
+    await until('a warm init thread once the group holds two tasks', () => initThreads(group) === 1);
+    for (const id of ['w1', 'h1', 'h2']) await remove(id);
+  });
+
   test('containers of one group share a shim, which stays until the last one is deleted', async () => {
     // Five detached tasks whose stdio nobody reads: the shim must not park a threadpool thread
     // per FIFO (libuv has four), or the fourth create would hang.
