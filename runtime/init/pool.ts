@@ -164,8 +164,12 @@ export class InitWorkerPool {
    * once the create is done.
    */
   async acquire(opts: { warm?: boolean } = {}): Promise<InitWorker> {
-    const warm = opts.warm === false ? undefined : this.idle.shift();
-    if (warm) return warm;
+    if (opts.warm !== false) {
+      // one already booting is further along than a cold start would be
+      if (this.idle.length === 0 && this.warming.size > 0) await Promise.race([...this.warming]);
+      const warm = this.idle.shift();
+      if (warm) return warm;
+    }
     const w = await InitWorker.start(this.script);
     w.cold = true;
     return w;

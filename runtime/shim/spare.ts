@@ -123,6 +123,8 @@ export async function runSpare(f: ShimFlags, dir: string): Promise<void> {
       watch = watchDaemon();
       leaveBundle(fn);
       process.title = 'containerd-shim-berth-v1 -namespace  -id ';
+      // ready for the next claim as a new spare is (the task's create kept no warm thread)
+      void Promise.all([sharedRuntime().pool.prewarm(), sharedRuntime().helper.prewarm()]).catch(() => undefined);
       return true;
     };
     const shim = await runShim(f, `unix://${sock}`, { listener, dir: currentDir, recycle });

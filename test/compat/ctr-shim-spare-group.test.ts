@@ -32,6 +32,15 @@ const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000)
     ids.push(id);
     await ctr('run', '-d', '--runtime', RUNTIME, ...args, '--rootfs', rootfs, id, '/bin/sleep', '1000');
   };
+  /** Warm (or working) init worker threads of a shim. */
+  const initThreads = (pid: number) =>
+    fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'berth-init';
+      } catch {
+        return false; // ended between the listing and the read
+      }
+    }).length;
   const remove = async (id: string) => {
     await ctr('tasks', 'kill', '-s', 'SIGKILL', id).catch(() => undefined);
     await until(`${id} to stop`, async () => !(await ctr('tasks', 'ls')).includes(`${id} `) || (await ctr('tasks', 'ls')).match(new RegExp(`^${id}\\s+\\d+\\s+STOPPED`, 'm')));
@@ -105,6 +114,8 @@ const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000)
       // the same process, claimed for the task, is back in the spare's place
       await until(`${id}'s shim back as the spare`, () => pidIn(spareDir()) === spare && fs.existsSync(path.join(spareDir(), 'sock')));
       expect(fs.readFileSync(`/proc/${spare}/cmdline`, 'utf8')).not.toContain(`-id ${id}`);
+      // with a warm init thread for the next claim, as a new spare has
+      await until(`${id}'s recycled spare to hold a warm init thread`, () => initThreads(spare) === 1);
     }
     expect(fs.existsSync(shimDir('q1'))).toBe(false);
   });
@@ -126,14 +137,6 @@ const until = <T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000)
   });
 
   test('warm init threads: a shim of one container keeps none after its create; an exec, or a second task of a group, starts one', async () => {
-    const initThreads = (pid: number) =>
-      fs.readdirSync(`/proc/${pid}/task`).filter((t) => {
-        try {
-          return fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() === 'berth-init';
-        } catch {
-          return false; // ended between the listing and the read
-        }
-      }).length;
     await runDetached('w1');
     const lone = pidIn(shimDir('w1'));
     expect(lone).toBeGreaterThan(0);
