@@ -147,9 +147,15 @@ export class ContentStore {
    * NotFound and OutOfRange (offset past the size) are thrown before any byte is produced.
    */
   async createReadStream(d: Digest, opts: ReadStreamOptions = {}): Promise<Readable> {
+    const r = await this.readRange(d, opts);
+    return Buffer.isBuffer(r) ? Readable.from(r.length > 0 ? [r] : [], { objectMode: false }) : r;
+  }
+
+  /** As createReadStream, but a small range comes back read, as a Buffer, without a stream. */
+  async readRange(d: Digest, opts: ReadStreamOptions = {}): Promise<Buffer | Readable> {
     throwIfAborted(opts.signal, `reading ${d}`);
     const small = this.readSmall(d, opts);
-    if (small) return Readable.from(small.length > 0 ? [small] : [], { objectMode: false });
+    if (small) return small;
     const fh = await this.openBlob(d);
     let range;
     try {
@@ -339,7 +345,7 @@ export class ContentStore {
    * a few microseconds from the page cache, where each asynchronous step would be a round trip
    * through libuv's thread pool.
    */
-  readSmall(d: Digest, opts: ReadStreamOptions): Buffer | undefined {
+  private readSmall(d: Digest, opts: ReadStreamOptions): Buffer | undefined {
     let fd: number;
     try {
       fd = fs.openSync(this.blobPath(d), fsc.O_RDONLY);

@@ -132,9 +132,9 @@ export class InitWorker {
 }
 
 /**
- * How long a warm thread refilled after a create waits for the next job (an exec, another
- * container of a grouped shim) before it ends. A thread is a V8 isolate, ~9 MB; a shim whose one
- * container runs for days needs none. Probes that exec every few seconds keep it warm.
+ * How long a warm thread refilled after a job (an exec, or a create that asked for it) waits for
+ * the next one before it ends. A thread is a V8 isolate, ~9 MB; a shim whose one container runs
+ * for days needs none. Probes that exec every few seconds keep it warm.
  * (BERTH_INIT_IDLE_MS; threads started by prewarm(), a spare's, wait without limit.)
  */
 export const idleReleaseMs = (): number => Number(process.env.BERTH_INIT_IDLE_MS) || 30_000;

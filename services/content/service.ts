@@ -163,13 +163,13 @@ export function contentService(metadata: Metadata, events: Publisher): ServiceIm
         const ns = requireNamespace(ctx);
         const digest = checkDigest(req.digest ?? '');
         let offset = Math.max(0, req.offset ?? 0);
-        // Manifests and configs, most of what clients read: one message, no stream machinery.
-        const small = await content.readSmall(ns, digest, offset, req.size ?? 0);
-        if (small) {
-          if (small.length > 0) await send({ offset, data: small });
+        const range = await content.readRange(ns, digest, req.offset ?? 0, req.size ?? 0, ctx.signal);
+        if (Buffer.isBuffer(range)) {
+          // manifests and configs, most of what clients read: one message, no stream machinery
+          if (range.length > 0) await send({ offset, data: range });
           return;
         }
-        const stream = await content.read(ns, digest, req.offset ?? 0, req.size ?? 0, ctx.signal);
+        const stream = range;
         try {
           for await (const chunk of stream) {
             await send({ offset, data: chunk });

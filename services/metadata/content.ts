@@ -4,7 +4,7 @@
 //
 //   o/<ns>/content/<digest>   { size, createdAt, updatedAt, labels }
 //   o/<ns>/ingests/<ref>      { createdAt, lease? }   (the ingest itself lives in the store as "<ns>/<ref>")
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { nowTimestamp, type Timestamp } from '../../proto/codec';
 import { validateDigest, type ContentStore, type ContentWriter, type Status } from '../../content-store';
 import { BerthError, isAlreadyExists } from '../errdefs';
@@ -105,15 +105,27 @@ export class MetadataContent {
   }
 
   /** A ranged read of a blob visible in the namespace; the blob is protected from collection until the stream ends. */
-  /** A small blob's range (`size` 0: to the end) read at once, without a stream; undefined when it is large. */
-  async readSmall(ns: string, digest: string, offset: number, size: number): Promise<Buffer | undefined> {
-    const info = await this.info(ns, digest);
-    if (offset < 0) offset = 0;
-    if (offset > info.size) throw new BerthError('OutOfRange', `read past object length ${info.size} bytes`);
-    return this.store.readSmall(digest, { offset, length: size > 0 ? size : undefined });
+  async read(ns: string, digest: string, offset: number, size: number, signal?: AbortSignal): Promise<Readable> {
+    const { range, release } = await this.openRange(ns, digest, offset, size, signal);
+    const stream = Buffer.isBuffer(range) ? Readable.from(range.length > 0 ? [range] : [], { objectMode: false }) : range;
+    stream.once('close', release);
+    return stream;
   }
 
-  async read(ns: string, digest: string, offset: number, size: number, signal?: AbortSignal): Promise<Readable> {
+  /**
+   * As read(), but a small range (manifests, configs: most of what clients read) comes back
+   * read, as a Buffer, without a stream (`size` 0: to the end).
+   */
+  async readRange(ns: string, digest: string, offset: number, size: number, signal?: AbortSignal): Promise<Buffer | Readable> {
+    const { range, release } = await this.openRange(ns, digest, offset, size, signal);
+    // a Buffer is read already: nothing left for a collection to take from under it
+    if (Buffer.isBuffer(range)) release();
+    else range.once('close', release);
+    return range;
+  }
+
+  /** The range, with the blob protected from collection until `release`. */
+  private async openRange(ns: string, digest: string, offset: number, size: number, signal?: AbortSignal): Promise<{ range: Buffer | Readable; release: () => void }> {
     const info = await this.info(ns, digest);
     if (offset < 0) offset = 0;
     if (offset > info.size) throw new BerthError('OutOfRange', `read past object length ${info.size} bytes`);
@@ -127,9 +139,7 @@ export class MetadataContent {
       else this.reading.delete(digest);
     };
     try {
-      const stream = await this.store.createReadStream(digest, { offset, length: size > 0 ? size : undefined, signal });
-      stream.once('close', release);
-      return stream;
+      return { range: await this.store.readRange(digest, { offset, length: size > 0 ? size : undefined, signal }), release };
     } catch (err) {
       release();
       throw err;
